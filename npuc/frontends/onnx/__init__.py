@@ -1,0 +1,4 @@
+"""ONNX frontend."""
+from .importer import import_onnx
+
+__all__ = ["import_onnx"]

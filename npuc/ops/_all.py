@@ -1,0 +1,2 @@
+"""Imports every op module once so that each registers its ops."""
+from . import elementwise  # noqa: F401
