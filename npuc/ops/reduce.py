@@ -1,0 +1,1 @@
+"""reduce ops (see the module docstring once written)."""

@@ -1,0 +1,1 @@
+"""rnn ops (see the module docstring once written)."""

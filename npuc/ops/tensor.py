@@ -1,0 +1,1 @@
+"""tensor ops (see the module docstring once written)."""
