@@ -1,0 +1,119 @@
+"""The Python API: ``npuc.compile`` and ``npuc.load`` (mirroring the CLI)."""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .errors import OptionError
+from .format.writer import write_program
+from .frontends import load_model
+from .ir import Graph
+from .lowering import lower
+from .runtime.session import Session, load
+from .targets import get_target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Options of :func:`compile`; each has the name of its CLI flag (``--input-shape`` ↔
+    ``input_shapes``)."""
+
+    target: str = "cpu"
+    input_shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    dump_dir: str | None = None
+    verify_passes: bool = False
+
+
+@dataclass
+class CompileReport:
+    """What :func:`compile` did: sizes, op counts and time per stage."""
+
+    output: str
+    target: str
+    file_bytes: int
+    arena_bytes: int
+    lower_bound_bytes: int
+    weights_bytes: int
+    ops_before: dict[str, int]
+    ops_after: dict[str, int]
+    stage_seconds: dict[str, float]
+
+    def summary(self) -> str:
+        lines = [f"wrote {self.output} ({self.file_bytes:,} bytes) for target {self.target}",
+                 f"  ops: {sum(self.ops_before.values())} imported -> {sum(self.ops_after.values())} after passes",
+                 f"  arena: {self.arena_bytes:,} bytes (lower bound {self.lower_bound_bytes:,}), "
+                 f"weights: {self.weights_bytes:,} bytes",
+                 "  time: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in self.stage_seconds.items())]
+        return "\n".join(lines)
+
+
+def _options(target, input_shapes, dump_dir, extra) -> CompileOptions:
+    known = {"verify_passes"}
+    unknown = set(extra) - known
+    if unknown:
+        raise OptionError(f"unknown compile option(s) {sorted(unknown)}; known: target, input_shapes, dump_dir, "
+                          f"{', '.join(sorted(known))}")
+    shapes = {}
+    for k, v in (input_shapes or {}).items():
+        try:
+            shapes[str(k)] = [int(d) for d in v]
+        except (TypeError, ValueError):
+            raise OptionError(f"input_shapes[{k!r}] must be a list of ints, got {v!r}") from None
+    get_target(target)
+    return CompileOptions(target=target, input_shapes=shapes, dump_dir=dump_dir, **extra)
+
+
+def optimize(graph: Graph, opts: CompileOptions) -> Graph:
+    pipeline = get_target(opts.target).pipeline()
+    pipeline.run(graph, dump_dir=opts.dump_dir, verify_each=opts.verify_passes)
+    return graph
+
+
+def compile(model_path: str | os.PathLike, out_path: str | os.PathLike, *, target: str = "cpu",
+            input_shapes: Mapping[str, Sequence[int]] | None = None, dump_dir: str | None = None,
+            **options: Any) -> CompileReport:
+    """Compile a model file (.onnx) into a .npuc file at ``out_path``."""
+    opts = _options(target, input_shapes, dump_dir, options)
+    t = {}
+    t0 = time.perf_counter()
+    graph = load_model(model_path, input_shapes=opts.input_shapes)
+    t["import"] = time.perf_counter() - t0
+    before = graph.op_counts()
+    t0 = time.perf_counter()
+    optimize(graph, opts)
+    t["optimize"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    program = lower(graph, get_target(opts.target))
+    t["lower+plan"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    size = write_program(program, out_path)
+    t["write"] = time.perf_counter() - t0
+    weights = sum(a.nbytes for _, a in program.constants)
+    return CompileReport(str(out_path), opts.target, size, sum(p.size for p in program.pools),
+                         sum(p.lower_bound for p in program.pools), weights, before, graph.op_counts(), t)
+
+
+def compile_graph(graph: Graph, out_path: str | os.PathLike, *, target: str = "cpu", **options) -> int:
+    """Optimize, lower and write an already-imported graph (used by tests and tools)."""
+    opts = _options(target, {}, options.pop("dump_dir", None), options)
+    optimize(graph, opts)
+    return write_program(lower(graph, get_target(opts.target)), out_path)
+
+
+def compile_graph_to_session(graph: Graph, *, target: str = "cpu", **options) -> Session:
+    """Compile a graph through a temporary .npuc file and load it (tests, calibration)."""
+    with tempfile.TemporaryDirectory(prefix="npuc-") as d:
+        path = Path(d) / "model.npuc"
+        compile_graph(graph, path, target=target, **options)
+        sess = load(path)
+    return sess
+
+
+__all__ = ["CompileOptions", "CompileReport", "compile", "compile_graph", "compile_graph_to_session", "load"]

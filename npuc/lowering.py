@@ -1,0 +1,202 @@
+"""Lowering: optimized IR graph → scheduled, memory-planned :class:`Program`.
+
+1. choose a kernel per node (``select_kernel``); the kernel packs its constant inputs;
+2. buffers: every non-constant value is an arena buffer; view ops (reshape family) alias
+   their input; an in-place-capable kernel's output shares its input's buffer when that
+   input dies at this op; each kernel's scratch is a buffer live for its op only;
+3. plan the buffers with :func:`npuc.memory.plan_memory` (one arena per pool);
+4. emit the tensor table, op list and constants for the writer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import GraphError
+from .format.schema import ALIGNMENT, ARENA, CONST, OpEntry, PoolEntry, Program, TensorEntry
+from .format.writer import layout_constants
+from .ir import Graph, Value
+from .memory import Buffer, plan_memory
+from .runtime.kernels.base import select_kernel
+from .targets.base import Target
+
+
+class _Groups:
+    """Union-find over values that share one buffer."""
+
+    def __init__(self):
+        self.parent: dict[int, int] = {}
+
+    def find(self, k: int) -> int:
+        p = self.parent.setdefault(k, k)
+        while p != self.parent.setdefault(p, p):
+            self.parent[p] = self.parent[self.parent[p]]
+            p = self.parent[p]
+        return p
+
+    def union(self, child: int, root: int) -> None:
+        self.parent[self.find(child)] = self.find(root)
+
+
+@dataclass
+class LoweredOp:
+    node: object
+    kernel: object
+    prepared: object
+
+
+def _quant_json(v: Value):
+    q = v.quant
+    if q is None:
+        return None
+    return {"scale": np.asarray(q.scale, np.float64).tolist(), "zero_point": np.asarray(q.zero_point).tolist(),
+            "axis": q.axis}
+
+
+def lower(graph: Graph, target: Target, *, planner_time_limit: float = 0.5) -> Program:
+    nodes = list(graph.nodes)
+    lowered = []
+    for n in nodes:
+        k = select_kernel(n)
+        lowered.append(LoweredOp(n, k, k.prepare(n)))
+
+    steps = len(nodes)
+    graph_inputs = {id(v) for v in graph.inputs}
+    graph_outputs = {id(v) for v in graph.outputs}
+    # the step at which each value is produced and last read
+    first: dict[int, int] = {id(v): 0 for v in graph.inputs}
+    last: dict[int, int] = {id(v): 0 for v in graph.inputs}
+    values: dict[int, Value] = {id(v): v for v in graph.inputs}
+    for i, n in enumerate(nodes):
+        for v in n.inputs:
+            if v is not None and not v.is_const:
+                last[id(v)] = max(last.get(id(v), i), i)
+        for o in n.outputs:
+            first[id(o)] = i
+            last.setdefault(id(o), i)
+            last[id(o)] = max(last[id(o)], i)
+            values[id(o)] = o
+    for v in graph.outputs:
+        if not v.is_const:
+            last[id(v)] = steps  # live until the outputs are copied out
+
+    groups = _Groups()
+    members: dict[int, list[int]] = {}
+
+    def group_last(root: int) -> int:
+        return max(last[m] for m in members.get(root, [root]))
+
+    def join(out_v: Value, in_v: Value):
+        r = groups.find(id(in_v))
+        groups.union(id(out_v), r)
+        members.setdefault(r, [r]).append(id(out_v))
+
+    for i, lo in enumerate(lowered):
+        n, k = lo.node, lo.kernel
+        x = n.inputs[0] if n.inputs else None
+        if x is None or x.is_const:
+            continue
+        out = n.outputs[0]
+        if k.alias:
+            if out.nbytes == x.nbytes:
+                join(out, x)
+            continue
+        if k.inplace_input is not None:
+            src = n.inputs[k.inplace_input]
+            if (src is not None and not src.is_const and src.nbytes == out.nbytes
+                    and src.dtype == out.dtype and src.shape == out.shape
+                    and group_last(groups.find(id(src))) == i
+                    and not any(id(src) == id(o) or groups.find(id(o)) == groups.find(id(src))
+                                for o in graph.outputs)
+                    and sum(1 for v in n.inputs if v is src) == 1):
+                join(out, src)
+
+    # buffers: one per group root
+    roots: dict[int, list[int]] = {}
+    for vid in values:
+        roots.setdefault(groups.find(vid), []).append(vid)
+    buffers = []
+    for root, vids in roots.items():
+        size = max(values[v].nbytes for v in vids)
+        buffers.append(Buffer(id=f"v{root}", size=size, first=min(first[v] for v in vids),
+                              last=max(last[v] for v in vids), pool="main", alignment=ALIGNMENT))
+    for i, lo in enumerate(lowered):
+        if lo.prepared.scratch:
+            buffers.append(Buffer(id=f"s{i}", size=int(lo.prepared.scratch), first=i, last=i, pool="main",
+                                  alignment=ALIGNMENT))
+    capacities = {p.name: p.capacity for p in target.pools if p.capacity is not None}
+    plan = plan_memory(buffers, capacities=capacities or None, time_limit=planner_time_limit)
+    plan.check(buffers)
+
+    # tensor table
+    tensors: list[TensorEntry] = []
+    tid_of: dict[int, int] = {}
+    constants: list[tuple[int, np.ndarray]] = []
+
+    def arena_tensor(v: Value) -> int:
+        if id(v) in tid_of:
+            return tid_of[id(v)]
+        off = plan.offsets[f"v{groups.find(id(v))}"]
+        t = TensorEntry(len(tensors), v.name, str(v.dtype), list(v.shape), ARENA, int(off), v.nbytes, "main",
+                        _quant_json(v))
+        tensors.append(t)
+        tid_of[id(v)] = t.id
+        return t.id
+
+    const_key: dict[int, int] = {}
+
+    def const_tensor(v: Value, arr: np.ndarray) -> int:
+        key = id(arr)
+        if key in const_key:
+            return const_key[key]
+        arr = np.ascontiguousarray(arr)
+        t = TensorEntry(len(tensors), v.name, str(arr.dtype), list(arr.shape), CONST, 0, arr.nbytes, "",
+                        _quant_json(v))
+        tensors.append(t)
+        constants.append((t.id, arr))
+        const_key[key] = t.id
+        return t.id
+
+    for v in graph.inputs:
+        arena_tensor(v)
+    ops = []
+    for i, lo in enumerate(lowered):
+        n = lo.node
+        ins = []
+        for slot, v in enumerate(n.inputs):
+            if v is None:
+                ins.append(-1)
+            elif slot in lo.prepared.packed:
+                ins.append(const_tensor(v, lo.prepared.packed[slot]))
+            elif v.is_const:
+                ins.append(const_tensor(v, v.const))
+            else:
+                ins.append(arena_tensor(v))
+        outs = [arena_tensor(o) for o in n.outputs]
+        scratch = -1
+        if lo.prepared.scratch:
+            s = TensorEntry(len(tensors), f"{n.name}:scratch", "uint8", [int(lo.prepared.scratch)], ARENA,
+                            int(plan.offsets[f"s{i}"]), int(lo.prepared.scratch), "main")
+            tensors.append(s)
+            scratch = s.id
+        ops.append(OpEntry(n.op, n.name, lo.kernel.name, ins, outs, {**n.attrs, **lo.prepared.attrs}, scratch))
+    outputs = []
+    for v in graph.outputs:
+        if v.is_const:
+            outputs.append(const_tensor(v, v.const))
+        elif id(v) in tid_of:
+            outputs.append(tid_of[id(v)])
+        else:
+            raise GraphError(f"graph output {v.name!r} is not produced")
+    offsets, _ = layout_constants(constants)
+    for tid, _arr in constants:
+        tensors[tid].offset = offsets[tid]
+    pools = [PoolEntry(name, p.size, p.lower_bound, ALIGNMENT,
+                       next((s.capacity for s in target.pools if s.name == name), None), p.strategy)
+             for name, p in plan.pools.items()]
+    if not pools:
+        pools = [PoolEntry("main", 0, 0)]
+    return Program(target.name, tensors, ops, [tid_of[id(v)] for v in graph.inputs], outputs, pools,
+                   {"graph": graph.name, **{k: v for k, v in graph.metadata.items() if isinstance(v, (str, int))}},
+                   constants)

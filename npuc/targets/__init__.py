@@ -1,0 +1,4 @@
+"""Compilation targets."""
+from .base import PoolSpec, Target, get_target, target_names
+
+__all__ = ["PoolSpec", "Target", "get_target", "target_names"]
