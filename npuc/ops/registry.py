@@ -37,6 +37,7 @@ FLAGS = frozenset({
     "commutative",   # binary op whose inputs may be swapped
     "no_fold",       # never constant-fold (e.g. random ops)
     "shape_only",    # output depends only on the input's shape (Shape, Size)
+    "epilogue",      # accepts a fused activation in attribute ``activation`` (see epilogue.py)
 })
 
 TypeList = list[tuple[np.dtype, tuple[int, ...]]]
@@ -90,7 +91,8 @@ class OpDef:
     doc: str = ""
 
     def normalize_attrs(self, attrs: dict[str, Any], node_name: str = "?") -> dict[str, Any]:
-        unknown = set(attrs) - set(self.attrs)
+        allowed = set(self.attrs) | ({"activation"} if "epilogue" in self.flags else set())
+        unknown = set(attrs) - allowed
         if unknown:
             raise GraphError(
                 f"node {node_name!r} ({self.name}): unknown attribute(s) {sorted(unknown)}; "
@@ -103,6 +105,10 @@ class OpDef:
                 raise GraphError(f"node {node_name!r} ({self.name}): attribute {k!r} is required")
             else:
                 out[k] = default
+        if attrs.get("activation") is not None and "epilogue" in self.flags:
+            from .epilogue import check_activation
+
+            out["activation"] = check_activation(attrs["activation"], node_name)
         return out
 
     def infer_types(self, inputs: Sequence, attrs: dict[str, Any], node_name: str = "?",
@@ -150,11 +156,17 @@ class OpDef:
         return [(r.dtype, r.shape) for r in res]
 
     def run(self, inputs: Sequence[np.ndarray | None], attrs: dict[str, Any]) -> list[np.ndarray]:
-        """Run the reference kernel; always returns a list of arrays."""
+        """Run the reference kernel (then its fused activation); always returns a list."""
+        act = attrs.get("activation") if "epilogue" in self.flags else None
+        if act is not None:
+            attrs = {k: v for k, v in attrs.items() if k != "activation"}
         res = self.ref(*inputs, **attrs)
-        if isinstance(res, (tuple, list)):
-            return [np.asarray(r) for r in res]
-        return [np.asarray(res)]
+        out = [np.asarray(r) for r in res] if isinstance(res, (tuple, list)) else [np.asarray(res)]
+        if act is not None:
+            from .epilogue import apply_activation
+
+            out[0] = apply_activation(out[0], act)
+        return out
 
 
 _REGISTRY: dict[str, OpDef] = {}
