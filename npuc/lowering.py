@@ -54,7 +54,7 @@ def _quant_json(v: Value):
             "axis": q.axis}
 
 
-def lower(graph: Graph, target: Target, *, planner_time_limit: float = 0.5) -> Program:
+def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = None) -> Program:
     nodes = list(graph.nodes)
     lowered = []
     for n in nodes:
