@@ -106,7 +106,7 @@ def _conv_infer(ctx: InferContext):
     return [(ctx.dtype(0), (x[0], w[0]) + geo.out_shape)]
 
 
-@register("Conv", attrs=_CONV_ATTRS, infer=_conv_infer, inputs=(2, 3))
+@register("Conv", attrs=_CONV_ATTRS, infer=_conv_infer, inputs=(2, 3), flags=("epilogue",))
 def conv(x, w, b=None, *, auto_pad, dilations, group, kernel_shape, pads, strides):
     """N-D convolution with groups, dilations, strides and padding (im2col + batched matmul)."""
     geo = conv_node_geometry(x.shape, w.shape, auto_pad=auto_pad, dilations=dilations,
@@ -158,7 +158,7 @@ def _conv_transpose_infer(ctx: InferContext):
 
 
 @register("ConvTranspose", attrs={**_CONV_ATTRS, "output_padding": None, "output_shape": None},
-          infer=_conv_transpose_infer, inputs=(2, 3))
+          infer=_conv_transpose_infer, inputs=(2, 3), flags=("epilogue",))
 def conv_transpose(x, w, b=None, *, auto_pad, dilations, group, kernel_shape, output_padding, output_shape,
                    pads, strides):
     """N-D transposed convolution: a batched matmul to per-tap columns, then one strided
@@ -368,7 +368,7 @@ def _batchnorm_infer(ctx: InferContext):
 
 
 @register("BatchNormalization", attrs={"epsilon": 1e-5}, infer=_batchnorm_infer, inputs=5,
-          flags=("inplace",))
+          flags=("inplace", "epilogue"))
 def batch_normalization(x, scale, b, mean, var, *, epsilon):
     """Inference form: ``Y = (X - mean) / sqrt(var + epsilon) · scale + B`` per channel (axis 1)."""
     ct = _compute_dtype(x.dtype)
@@ -504,7 +504,7 @@ def _gemm_infer(ctx: InferContext):
 
 
 @register("Gemm", attrs={"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0}, infer=_gemm_infer,
-          inputs=(2, 3))
+          inputs=(2, 3), flags=("epilogue",))
 def gemm(a, b, c=None, *, alpha, beta, transA, transB):
     """``Y = alpha · A' · B' + beta · C`` with A' = Aᵀ if transA, B' = Bᵀ if transB; C broadcasts."""
     ct = _compute_dtype(a.dtype) if a.dtype.kind == "f" else a.dtype
@@ -535,7 +535,7 @@ def _matmul_infer(ctx: InferContext):
     return [(ctx.dtype(0), matmul_shape(ctx.shape(0), ctx.shape(1), ctx.node_name))]
 
 
-@register("MatMul", infer=_matmul_infer, inputs=2)
+@register("MatMul", infer=_matmul_infer, inputs=2, flags=("epilogue",))
 def matmul(a, b):
     """numpy ``matmul`` semantics (batched, broadcasting, 1-D operands)."""
     a = np.asarray(a)

@@ -424,3 +424,28 @@ def test_unsupported_auto_pad_import_error():
                        const_inputs=("w",))
     with pytest.raises(ModelImportError, match="auto_pad"):
         import_onnx("<test>", model=model)
+
+
+@pytest.mark.parametrize("op,shapes,attrs", [
+    ("Conv", [(1, 3, 6, 6), (4, 3, 3, 3), (4,)], {"pads": [1, 1, 1, 1]}),
+    ("ConvTranspose", [(1, 3, 4, 4), (3, 2, 3, 3)], {"strides": [2, 2]}),
+    ("Gemm", [(3, 5), (4, 5)], {"transB": 1}),
+    ("MatMul", [(2, 3, 5), (5, 4)], {}),
+])
+@pytest.mark.parametrize("act", [{"op": "Relu"}, {"op": "Clip", "min": 0.0, "max": 0.5},
+                                 {"op": "LeakyRelu", "alpha": 0.2}])
+def test_fused_activation_epilogue(op, shapes, attrs, act):
+    opdef = get_op(op)
+    assert "epilogue" in opdef.flags
+    xs = [f32(*s) for s in shapes]
+    plain = opdef.run(xs, opdef.normalize_attrs(attrs, "n"))[0]
+    fused = opdef.run(xs, opdef.normalize_attrs({**attrs, "activation": act}, "n"))[0]
+    act_def = get_op(act["op"])
+    if act["op"] == "Clip":
+        want = np.clip(plain, act["min"], act["max"])
+    else:
+        want = act_def.run([plain], act_def.normalize_attrs({k: v for k, v in act.items() if k != "op"}))[0]
+    np.testing.assert_allclose(fused, want, rtol=1e-6, atol=1e-6)
+    from npuc.ir import Value
+    vals = [Value(f"i{i}", np.float32, s) for i, s in enumerate(shapes)]
+    assert opdef.infer_types(vals, opdef.normalize_attrs({**attrs, "activation": act}, "n"))[0][1] == plain.shape
