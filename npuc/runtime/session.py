@@ -19,6 +19,7 @@ from ..errors import InputError, KernelError, NpucError
 from ..format.reader import const_view, read_program
 from ..format.schema import ARENA, CONST, Program
 from .kernels.base import Binding, kernel_by_name
+from .kernels.epilogue import make_epilogue
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,16 @@ def _aligned_zeros(nbytes: int, align: int = 64) -> np.ndarray:
     raw = np.zeros(nbytes + align, np.uint8)
     start = (-raw.ctypes.data) % align
     return raw[start:start + nbytes]
+
+
+def _chain(first, second):
+    if first is None:
+        raise KernelError("an aliasing op cannot carry a fused activation")
+
+    def run():
+        first()
+        second()
+    return run
 
 
 class Session:
@@ -70,6 +81,9 @@ class Session:
                 raise KernelError(f"op {op.name!r} ({op.op}, kernel {op.kernel}): cannot bind: {e}") from e
             if op.kernel == "reference":
                 self.fallback_ops.append(op.name)
+            act = op.attrs.get("activation")
+            if act and not kernel.handles_activation:
+                fn = _chain(fn, make_epilogue(act, b.outputs[0]))
             if fn is not None:
                 self._steps.append((op.name, fn))
 

@@ -49,6 +49,9 @@ class Kernel:
     inplace_input: int | None = None
     #: output is a view of input 0 (no work at run time)
     alias: bool = False
+    #: applies a fused ``activation`` attribute itself (else the Session chains the
+    #: generic in-place epilogue of :mod:`npuc.runtime.kernels.epilogue` after it)
+    handles_activation: bool = False
 
     def supports(self, node) -> bool:
         return True
@@ -110,6 +113,7 @@ class ReferenceKernel(Kernel):
 
     op = "*"
     name = "reference"
+    handles_activation = True  # the registry's run() applies it
 
     def build(self, b: Binding):
         from ...ops.registry import get_op
