@@ -358,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except Exception as e:  # a bug in npuc: still no traceback unless asked for
+        if args.verbose:
+            raise
+        print(f"npuc {args.command}: internal error: {type(e).__name__}: {e}\n"
+              f"(this is a bug in npuc; rerun with --verbose for the traceback and report it)", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

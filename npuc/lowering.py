@@ -150,7 +150,7 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
         key = id(arr)
         if key in const_key:
             return const_key[key]
-        arr = np.ascontiguousarray(arr)
+        arr = np.require(arr, requirements="C")
         t = TensorEntry(len(tensors), v.name, str(arr.dtype), list(arr.shape), CONST, 0, arr.nbytes, "",
                         _quant_json(v))
         tensors.append(t)

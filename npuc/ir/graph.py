@@ -127,7 +127,7 @@ class Graph:
 
     def add_const(self, name: str, array, dtype=None) -> Value:
         arr = np.asarray(array, dtype=dtype)
-        arr = np.ascontiguousarray(arr)
+        arr = np.require(arr, requirements="C")
         arr.flags.writeable = False
         return self.add_value(self.unique_name(name), arr.dtype, arr.shape, arr)
 

@@ -21,17 +21,19 @@ def _same(x, y):
 
 
 # ---------------------------------------------------------------- binary arithmetic
-@register("Add", inputs=2, infer=broadcast_same_dtype, flags=("elementwise", "commutative", "inplace"))
+@register("Add", inputs=2, infer=broadcast_same_dtype,
+          flags=("elementwise", "commutative", "inplace", "epilogue"))
 def add(a, b):
     return _same(a, np.add(a, b))
 
 
-@register("Sub", inputs=2, infer=broadcast_same_dtype, flags=("elementwise", "inplace"))
+@register("Sub", inputs=2, infer=broadcast_same_dtype, flags=("elementwise", "inplace", "epilogue"))
 def sub(a, b):
     return _same(a, np.subtract(a, b))
 
 
-@register("Mul", inputs=2, infer=broadcast_same_dtype, flags=("elementwise", "commutative", "inplace"))
+@register("Mul", inputs=2, infer=broadcast_same_dtype,
+          flags=("elementwise", "commutative", "inplace", "epilogue"))
 def mul(a, b):
     return _same(a, np.multiply(a, b))
 

@@ -42,7 +42,7 @@ def fold_constants(graph: Graph) -> bool:
             results = d.run(args, n.attrs)
         new_outs = []
         for o, r in zip(n.outputs, results):
-            arr = np.ascontiguousarray(np.asarray(r).astype(o.dtype, copy=False).reshape(o.shape))
+            arr = np.require(np.asarray(r).astype(o.dtype, copy=False).reshape(o.shape), requirements="C")
             new_outs.append(arr)
         graph.remove_node(n)
         for o, arr in zip(n.outputs, new_outs):

@@ -1,21 +1,62 @@
-"""The literal pass pipelines, one per target."""
+"""The literal pass pipelines, one per target.
+
+Read top to bottom: that is the order passes run in. A ``Fixpoint`` group repeats until
+one whole round changes nothing.
+"""
 from __future__ import annotations
 
 from .cleanup import dead_code_elimination, eliminate_identity
+from .cse import eliminate_common_subexpressions
 from .fold import fold_constants
+from .fold_affine import fold_batchnorm, fold_mul_add_into_linear
+from .fold_pad import fold_pad
+from .fuse_activation import fuse_activations
+from .layout import collapse_reshapes, merge_transposes, push_transposes_down
 from .manager import Fixpoint, Pipeline
+from .patterns import recognize_patterns
 
 
 def basic_cleanup() -> Fixpoint:
     return Fixpoint("cleanup", (fold_constants, eliminate_identity, dead_code_elimination))
 
 
+def simplify() -> Fixpoint:
+    """Target-independent simplification: folding, CSE, layout clean-up, patterns."""
+    return Fixpoint("simplify", (
+        fold_constants,
+        eliminate_identity,
+        eliminate_common_subexpressions,
+        collapse_reshapes,
+        push_transposes_down,
+        merge_transposes,
+        recognize_patterns,
+        dead_code_elimination,
+    ))
+
+
+def fuse() -> Fixpoint:
+    """Fold affine ops and padding into linear ops, then fuse activations into producers."""
+    return Fixpoint("fuse", (
+        fold_batchnorm,
+        fold_mul_add_into_linear,
+        fold_pad,
+        fold_constants,
+        fuse_activations,
+        dead_code_elimination,
+    ))
+
+
 def cpu_pipeline() -> Pipeline:
     """The float graph optimizations for the ``cpu`` target."""
-    return Pipeline("cpu", [basic_cleanup()])
+    return Pipeline("cpu", [simplify(), fuse(), simplify()])
 
 
-def pipeline_for(target: str) -> Pipeline:
-    if target == "cpu":
-        return cpu_pipeline()
+def no_fusion_pipeline() -> Pipeline:
+    """Only clean-up (used to measure what fusion gains)."""
+    return Pipeline("cleanup-only", [basic_cleanup()])
+
+
+def pipeline_for(target: str, *, optimize: bool = True) -> Pipeline:
+    if not optimize:
+        return no_fusion_pipeline()
     return cpu_pipeline()

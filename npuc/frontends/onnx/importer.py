@@ -90,12 +90,17 @@ class OnnxImporter:
         foldable = "no_fold" not in opdef.flags and (
             all(v is None or v.is_const for v in inputs) or "shape_only" in opdef.flags)
         if foldable:
-            with np.errstate(all="ignore"):
-                arrays = opdef.run([None if v is None else (v.const if v.is_const else np.zeros(v.shape, v.dtype))
-                                    for v in inputs], full)
+            try:
+                with np.errstate(all="ignore"):
+                    arrays = opdef.run([None if v is None else (v.const if v.is_const else np.zeros(v.shape, v.dtype))
+                                        for v in inputs], full)
+            except NpucError:
+                raise
+            except Exception as e:  # the reference kernel rejected these constant inputs
+                raise ShapeError(f"node {node_name!r} ({op}): cannot evaluate on its constant inputs: {e}") from e
             outs = []
             for name, arr, (dt, shp) in zip(outputs, arrays, types):
-                arr = np.ascontiguousarray(np.asarray(arr).astype(dt, copy=False).reshape(shp))
+                arr = np.require(np.asarray(arr).astype(dt, copy=False).reshape(shp), requirements="C")
                 arr.flags.writeable = False
                 outs.append(self.graph.add_value(self.fresh(name), dt, shp, arr))
             return outs
