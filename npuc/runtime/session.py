@@ -66,6 +66,7 @@ class Session:
         self._in_views = [self._views[i] for i in program.inputs]
         self._out_views = [self._views[i] for i in program.outputs]
         self._steps: list[tuple[str, Callable[[], None]]] = []
+        self._op_fns: list[Callable[[], None] | None] = []   # one per program op (None: alias)
         self.fallback_ops: list[str] = []
         for op in program.ops:
             kernel = kernel_by_name(op.kernel)
@@ -86,6 +87,7 @@ class Session:
                 fn = _chain(fn, make_epilogue(act, b.outputs[0]))
             if fn is not None:
                 self._steps.append((op.name, fn))
+            self._op_fns.append(fn)
 
     def _spec(self, tid: int) -> TensorSpec:
         t = self.program.tensors[tid]
@@ -150,6 +152,21 @@ class Session:
                 raise
             except Exception as e:  # a kernel bug must name the op
                 raise KernelError(f"op {name!r} failed: {type(e).__name__}: {e}") from e
+
+    def run_observed(self, feeds: dict[str, np.ndarray], observe: Callable[[str, np.ndarray], None]) -> None:
+        """Run once, calling ``observe(tensor name, view)`` for each op output right after the
+        op ran (views into the arena: read them inside the callback, they are reused later).
+        Used by calibration and per-layer error reports."""
+        arrays = self._check_feeds(feeds)
+        for v, a in zip(self._in_views, arrays):
+            np.copyto(v, a, casting="same_kind")
+        for t in self.program.inputs:
+            observe(self.program.tensors[t].name, self._views[t])
+        for op, fn in zip(self.program.ops, self._op_fns):
+            if fn is not None:
+                fn()
+            for t in op.outputs:
+                observe(self.program.tensors[t].name, self._views[t])
 
     def profile(self, feeds: dict[str, np.ndarray], runs: int = 1) -> list[tuple[str, float]]:
         """Per-op time in seconds (mean over ``runs``), in schedule order."""
