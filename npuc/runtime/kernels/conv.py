@@ -1,0 +1,240 @@
+"""Float32 Conv kernels (1-D and 2-D, NCHW, any batch), in preference order:
+
+* ``conv_depthwise`` (group = C = M): weights packed ``(C, KH·KW)``; a numba kernel that
+  splits each zero-padded channel by stride phase into its scratch, then computes the
+  channel as one long vectorized loop per tap set (any kernel size, stride, dilation,
+  padding; 3×3 unrolled), bias and activation fused.
+* ``conv_1x1`` (1×1 kernel, stride 1, no padding, group 1): one GEMM on the input itself,
+  ``Y[n] (M, H·W) = W (M, C) · X[n] (C, H·W)`` — ``np.matmul(W, X, out=Y)``, no im2col.
+* ``conv_im2col`` (everything else, groups included): weights packed
+  ``(G, M/G, C/G·KH·KW)``; per image, numba im2col into the op's scratch
+  ``(C·KH·KW, OH·OW)`` then one ``np.matmul(W[g], col[g], out=Y[n, g])`` per group.
+
+The bias and the fused activation (the ``activation`` attribute a fusion pass may set, see
+:func:`npuc.runtime.kernels._numba.parse_activation`) are applied in place in one pass
+over the output. Padding and output sizes come from :func:`npuc.ops.spatial.window_geometry`;
+the resolved geometry is stored with the op (``conv_geometry`` = kh, kw, sh, sw, dh, dw,
+pad top, pad left) so the kernel never re-derives it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...ops.spatial import window_geometry
+from ._numba import ACT_NONE, jit, parse_activation, window_scratch
+from .base import Binding, Kernel, Prepared, register_kernel
+
+F32 = np.dtype(np.float32)
+
+
+def _geometry(node):
+    x, w = node.inputs[0], node.inputs[1]
+    a = node.attrs
+    geo = window_geometry(x.shape[2:], a.get("kernel_shape") or w.shape[2:], a.get("strides"),
+                          a.get("dilations"), a.get("pads"), a.get("auto_pad") or "NOTSET")
+    if len(geo.in_shape) == 1:   # 1-D conv runs as 2-D with H = 1
+        return [1, geo.kernel[0], 1, geo.strides[0], 1, geo.dilations[0], 0, geo.pads_begin[0]], geo
+    return [geo.kernel[0], geo.kernel[1], geo.strides[0], geo.strides[1], geo.dilations[0], geo.dilations[1],
+            geo.pads_begin[0], geo.pads_begin[1]], geo
+
+
+def _conv_ok(node) -> bool:
+    if len(node.inputs) < 2 or node.inputs[1] is None:
+        return False
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    return (x.dtype == F32 and w.dtype == F32 and node.outputs[0].dtype == F32 and x.rank in (3, 4)
+            and w.is_const and (bias is None or (bias.is_const and bias.dtype == F32))
+            and parse_activation(node.attrs) is not None)
+
+
+def _as4d(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0], a.shape[1], 1, a.shape[2]) if a.ndim == 3 else a
+
+
+def _bias(b: Binding, m: int) -> tuple[np.ndarray, bool]:
+    bias = b.inputs[2] if len(b.inputs) > 2 else None
+    if bias is None:
+        return np.zeros(m, F32), False
+    return np.ascontiguousarray(bias, F32).reshape(m), True
+
+
+def _window_buffers(scratch: np.ndarray, oh, ow, kh, kw, sh, sw, dh, dw):
+    """The ``buf`` and ``acc`` float32 views of :func:`~._numba.window2d` in ``scratch``."""
+    nbuf, nacc = window_scratch(oh, ow, kh, kw, sh, sw, dh, dw)
+    nbuf_al = (nbuf + 15) // 16 * 16          # keep acc 64-byte aligned
+    sc = scratch[:4 * (nbuf_al + nacc)].view(F32)
+    return sc[:nbuf], sc[nbuf_al:nbuf_al + nacc]
+
+
+def window_scratch_bytes(oh, ow, kh, kw, sh, sw, dh, dw) -> int:
+    return 4 * sum(window_scratch(oh, ow, kh, kw, sh, sw, dh, dw)) + 64
+
+
+def _act(b: Binding):
+    act = b.attrs.get("fused_activation")
+    if act is None:
+        act = parse_activation(b.attrs) or (ACT_NONE, 0.0, 0.0)
+    return int(act[0]), float(act[1]), float(act[2])
+
+
+def _epilogue(out3: np.ndarray, b: Binding):
+    """A closure applying bias + activation in place on ``out3 (N, M, P)``, or None."""
+    bias, has_bias = _bias(b, out3.shape[1])
+    act, a0, a1 = _act(b)
+    if not has_bias and act == ACT_NONE:
+        return None
+    ep = jit("epilogue")
+    flat, p = out3.reshape(-1), out3.shape[2]
+
+    def run():
+        ep(flat, p, bias, has_bias, act, a0, a1)
+    return run
+
+
+class _ConvBase(Kernel):
+    op = "Conv"
+    handles_activation = True  # bias + activation in one in-place epilogue
+
+    def _prepared(self, node, packed_w: np.ndarray) -> Prepared:
+        g, _geo = _geometry(node)
+        act = parse_activation(node.attrs)
+        packed = {1: np.ascontiguousarray(packed_w, F32)}
+        return Prepared(packed=packed, attrs={"conv_geometry": g, "fused_activation": list(act)},
+                        scratch=self.scratch_bytes(node))
+
+    def scratch_bytes(self, node) -> int:
+        return 0
+
+
+@register_kernel
+class ConvDepthwise(_ConvBase):
+    name = "conv_depthwise"
+
+    def supports(self, node) -> bool:
+        if not _conv_ok(node):
+            return False
+        c, m = node.inputs[0].shape[1], node.inputs[1].shape[0]
+        return int(node.attrs.get("group", 1)) == c == m and c > 1
+
+    def scratch_bytes(self, node) -> int:
+        (kh, kw, sh, sw, dh, dw, _pt, _pl), geo = _geometry(node)
+        oh, ow = (1, geo.out_shape[0]) if geo.ndim == 1 else geo.out_shape
+        return window_scratch_bytes(oh, ow, kh, kw, sh, sw, dh, dw)
+
+    def prepare(self, node) -> Prepared:
+        w = node.inputs[1].const
+        return self._prepared(node, w.reshape(w.shape[0], -1))
+
+    def build(self, b: Binding):
+        kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["conv_geometry"])
+        x, out = _as4d(b.inputs[0]), _as4d(b.outputs[0])
+        w = b.inputs[1]
+        n, c, h, wd = x.shape
+        oh, ow = out.shape[2:]
+        bias, _ = _bias(b, c)
+        buf, acc = _window_buffers(b.scratch, oh, ow, kh, kw, sh, sw, dh, dw)
+        act, a0, a1 = _act(b)
+        xf, of = x.reshape(-1), out.reshape(-1)
+        inv = np.zeros(1, F32)
+        f = jit("window2d")
+
+        def run():
+            f(xf, of, w, bias, inv, buf, acc, n, c, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, 0, act, a0, a1)
+        return run
+
+
+@register_kernel
+class Conv1x1(_ConvBase):
+    name = "conv_1x1"
+
+    def supports(self, node) -> bool:
+        if not _conv_ok(node) or int(node.attrs.get("group", 1)) != 1:
+            return False
+        g, geo = _geometry(node)
+        kh, kw, sh, sw = g[:4]
+        return kh == kw == sh == sw == 1 and not any(geo.pads_begin) and not any(geo.pads_end)
+
+    def prepare(self, node) -> Prepared:
+        w = node.inputs[1].const
+        return self._prepared(node, w.reshape(w.shape[0], w.shape[1]))
+
+    def build(self, b: Binding):
+        x, out, w = b.inputs[0], b.outputs[0], b.inputs[1]
+        n, c = x.shape[:2]
+        m = out.shape[1]
+        x3 = x.reshape(n, c, -1)
+        out3 = out.reshape(n, m, -1)
+        ep = _epilogue(out3, b)
+        mm = np.matmul
+        if n == 1:
+            x2, o2 = x3[0], out3[0]
+            if ep is None:
+                def run():
+                    mm(w, x2, out=o2)
+            else:
+                def run():
+                    mm(w, x2, out=o2)
+                    ep()
+        else:
+            def run():
+                mm(w, x3, out=out3)
+                if ep is not None:
+                    ep()
+        return run
+
+
+@register_kernel
+class ConvIm2col(_ConvBase):
+    name = "conv_im2col"
+
+    def supports(self, node) -> bool:
+        if not _conv_ok(node):
+            return False
+        try:
+            _geometry(node)
+        except Exception:
+            return False
+        return True
+
+    def scratch_bytes(self, node) -> int:
+        g, geo = _geometry(node)
+        c = node.inputs[0].shape[1]
+        k = g[0] * g[1]
+        p = int(np.prod(geo.out_shape))
+        return c * k * p * 4
+
+    def prepare(self, node) -> Prepared:
+        w = node.inputs[1].const
+        grp = int(node.attrs.get("group", 1))
+        m = w.shape[0]
+        return self._prepared(node, w.reshape(grp, m // grp, -1))
+
+    def build(self, b: Binding):
+        kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["conv_geometry"])
+        x, out, w = _as4d(b.inputs[0]), _as4d(b.outputs[0]), b.inputs[1]
+        n, c = x.shape[:2]
+        m, oh, ow = out.shape[1:]
+        grp, mg, kg = w.shape
+        p = oh * ow
+        rows = c * kh * kw
+        col = b.scratch[:rows * p * 4].view(F32).reshape(rows, p)
+        out3 = out.reshape(n, m, p)
+        images = []
+        h, wd = x.shape[2:]
+        for i in range(n):
+            gemms = [(w[g], col[g * kg:(g + 1) * kg], out3[i, g * mg:(g + 1) * mg]) for g in range(grp)]
+            images.append((x[i].reshape(-1), gemms))
+        colf = col.reshape(-1)
+        ep = _epilogue(out3, b)
+        f = jit("im2col")
+        mm = np.matmul
+
+        def run():
+            for xi, gemms in images:
+                f(xi, colf, c, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)
+                for wg, cg, og in gemms:
+                    mm(wg, cg, out=og)
+            if ep is not None:
+                ep()
+        return run
