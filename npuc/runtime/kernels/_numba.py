@@ -430,55 +430,48 @@ def softmax_last(x, out, log):
                 oo[t] = oo[t] * inv
 
 
-def resize_linear2d(x, out, y0, y1, wy, x0, x1, wx):
-    """Separable 2-tap interpolation of ``x (R, H, W)`` into ``out (R, OH, OW)``:
-    ``out[r, a, b] = Σ wy·wx · x[r, y, x]`` over ``y ∈ {y0[a], y1[a]}``, ``x ∈ {x0[b], x1[b]}``
-    (weights ``1 - w`` on the first index, ``w`` on the second)."""
-    R = x.shape[0]
-    OH, OW = out.shape[1], out.shape[2]
+def resize_linear2d(x, out, R, H, W, OH, OW, y0, y1, fy, x0, x1, fx):
+    """Separable 2-tap interpolation of flat ``x (R, H, W)`` into flat ``out (R, OH, OW)``:
+    row ``a`` blends input rows ``y0[a]`` and ``y1[a]`` with weights ``1 - fy[a]``, ``fy[a]``;
+    column ``b`` likewise with ``x0, x1, fx``."""
     for r in range(R):
-        xr = x[r]
-        orr = out[r]
+        xb = r * H * W
         for a in range(OH):
-            ra = xr[y0[a]]
-            rb = xr[y1[a]]
-            fy = wy[a]
-            gy = 1.0 - fy
-            orow = orr[a]
+            ra = max(xb + y0[a] * W, 0)
+            rb = max(xb + y1[a] * W, 0)
+            gy = fy[a]
+            ob = max((r * OH + a) * OW, 0)
             for b in range(OW):
                 i0 = x0[b]
                 i1 = x1[b]
-                fx = wx[b]
-                top = ra[i0] * (1.0 - fx) + ra[i1] * fx
-                bot = rb[i0] * (1.0 - fx) + rb[i1] * fx
-                orow[b] = top * gy + bot * fy
+                gx = fx[b]
+                top = x[ra + i0] + (x[ra + i1] - x[ra + i0]) * gx
+                bot = x[rb + i0] + (x[rb + i1] - x[rb + i0]) * gx
+                out[ob + b] = top + (bot - top) * gy
 
 
-def gather2d(x, out, iy, ix):
-    """``out[r, a, b] = x[r, iy[a], ix[b]]`` (nearest-neighbour resize)."""
-    R = x.shape[0]
-    OH, OW = out.shape[1], out.shape[2]
+def gather2d(x, out, R, H, W, OH, OW, iy, ix):
+    """``out[r, a, b] = x[r, iy[a], ix[b]]`` on flat arrays (nearest-neighbour resize)."""
     for r in range(R):
-        xr = x[r]
-        orr = out[r]
+        xb = r * H * W
         for a in range(OH):
-            src = xr[iy[a]]
-            orow = orr[a]
+            src = max(xb + iy[a] * W, 0)
+            ob = max((r * OH + a) * OW, 0)
             for b in range(OW):
-                orow[b] = src[ix[b]]
+                out[ob + b] = x[src + ix[b]]
 
 
-def scale_shift(x, out, a, b):
-    """``out[n, c, p] = x[n, c, p]·a[c] + b[c]`` (BatchNormalization); ``out`` may be ``x``."""
-    N, C, P = x.shape
-    for n in range(N):
-        for c in range(C):
-            av = a[c]
-            bv = b[c]
-            xr = x[n, c]
-            orow = out[n, c]
-            for p in range(P):
-                orow[p] = xr[p] * av + bv
+def scale_shift(x, out, a, b, C, P):
+    """``out[n, c, p] = x[n, c, p]·a[c] + b[c]`` on flat arrays (BatchNormalization); ``out``
+    may be ``x``."""
+    R = x.shape[0] // P if P > 0 else 0
+    for r in range(R):
+        c = r % C
+        av = a[c]
+        bv = b[c]
+        base = max(r * P, 0)
+        for i in range(P):
+            out[base + i] = x[base + i] * av + bv
 
 
 # --------------------------------------------------------------------------- lazy jit
