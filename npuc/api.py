@@ -20,15 +20,34 @@ from .targets import get_target
 log = logging.getLogger(__name__)
 
 
+DEFAULT_CALIBRATE_METHOD = "minmax"
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """Options of :func:`compile`; each has the name of its CLI flag (``--input-shape`` ↔
-    ``input_shapes``)."""
+    ``input_shapes``, ``--quant-type`` ↔ ``quant_type``, ...)."""
 
     target: str = "cpu"
     input_shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
     dump_dir: str | None = None
     verify_passes: bool = False
+    # quantization (any of dataset / quant_type / quant_scheme turns it on)
+    dataset: str | None = None
+    calib_samples: int | None = None
+    quant_type: str | None = None             # uint8 | int8 | int16
+    w_quant_type: str = "int8"                # int8 | uint8
+    symmetric_activations: bool = False       # int8 activations with zero point 0
+    calibrate_method: str = DEFAULT_CALIBRATE_METHOD
+    percentile: float = 99.99
+    per_tensor_weights: bool = False
+    quant_scheme: str | None = None           # JSON file: per-tensor precision and ranges
+    export_quant_scheme: str | None = None
+    progress: bool = False
+
+    @property
+    def quantize(self) -> bool:
+        return bool(self.dataset or self.quant_type or self.quant_scheme)
 
 
 @dataclass
@@ -55,7 +74,7 @@ class CompileReport:
 
 
 def _options(target, input_shapes, dump_dir, extra) -> CompileOptions:
-    known = {"verify_passes"}
+    known = {f for f in CompileOptions.__dataclass_fields__} - {"target", "input_shapes", "dump_dir"}
     unknown = set(extra) - known
     if unknown:
         raise OptionError(f"unknown compile option(s) {sorted(unknown)}; known: target, input_shapes, dump_dir, "
@@ -71,7 +90,9 @@ def _options(target, input_shapes, dump_dir, extra) -> CompileOptions:
 
 
 def optimize(graph: Graph, opts: CompileOptions) -> Graph:
-    pipeline = get_target(opts.target).pipeline()
+    from .passes.pipelines import pipeline_for
+
+    pipeline = pipeline_for(opts.target, quantize=opts.quantize)
     pipeline.run(graph, dump_dir=opts.dump_dir, verify_each=opts.verify_passes)
     return graph
 
@@ -89,6 +110,10 @@ def compile(model_path: str | os.PathLike, out_path: str | os.PathLike, *, targe
     t0 = time.perf_counter()
     optimize(graph, opts)
     t["optimize"] = time.perf_counter() - t0
+    if opts.quantize:
+        from .quant.driver import quantize_model
+
+        graph = quantize_model(graph, opts, timings=t)
     t0 = time.perf_counter()
     program = lower(graph, get_target(opts.target))
     t["lower+plan"] = time.perf_counter() - t0

@@ -40,15 +40,31 @@ def activation_spec(n: Node) -> dict | None:
     return None
 
 
+#: activations integer kernels apply at requantization: clamps, and the two-slope ones
+#: (PRelu/LeakyRelu: a second multiplier for negative accumulators)
+INTEGER_EPILOGUES = ("Relu", "Clip", "PRelu", "LeakyRelu")
+
+
 @graph_pass("fuse_activations")
 def fuse_activations(graph: Graph) -> bool:
+    return _fuse(graph, None)
+
+
+@graph_pass("fuse_clamp_activations")
+def fuse_clamp_activations(graph: Graph) -> bool:
+    """Only what integer kernels apply at requantization (:data:`INTEGER_EPILOGUES`);
+    quantized targets keep other activations as their own ops (lookup tables)."""
+    return _fuse(graph, INTEGER_EPILOGUES)
+
+
+def _fuse(graph: Graph, only) -> bool:
     epilogue_ops = ops_with_flag("epilogue")
     changed = False
     for act in list(graph.nodes):
         if act not in graph.nodes:
             continue
         spec = activation_spec(act)
-        if spec is None:
+        if spec is None or (only is not None and spec["op"] not in only):
             continue
         x = act.inputs[0]
         prod = x.producer

@@ -10,7 +10,7 @@ from .cse import eliminate_common_subexpressions
 from .fold import fold_constants
 from .fold_affine import fold_batchnorm, fold_mul_add_into_linear
 from .fold_pad import fold_pad
-from .fuse_activation import fuse_activations
+from .fuse_activation import fuse_activations, fuse_clamp_activations
 from .layout import collapse_reshapes, merge_transposes, push_transposes_down
 from .manager import Fixpoint, Pipeline
 from .patterns import recognize_patterns
@@ -34,14 +34,15 @@ def simplify() -> Fixpoint:
     ))
 
 
-def fuse() -> Fixpoint:
-    """Fold affine ops and padding into linear ops, then fuse activations into producers."""
+def fuse(*, clamps_only: bool = False) -> Fixpoint:
+    """Fold affine ops and padding into linear ops, then fuse activations into producers
+    (only Relu/Clip when the graph is going to be quantized)."""
     return Fixpoint("fuse", (
         fold_batchnorm,
         fold_mul_add_into_linear,
         fold_pad,
         fold_constants,
-        fuse_activations,
+        fuse_clamp_activations if clamps_only else fuse_activations,
         dead_code_elimination,
     ))
 
@@ -51,12 +52,19 @@ def cpu_pipeline() -> Pipeline:
     return Pipeline("cpu", [simplify(), fuse(), simplify()])
 
 
+def quant_pipeline() -> Pipeline:
+    """Float optimizations before calibration and quantization."""
+    return Pipeline("quant", [simplify(), fuse(clamps_only=True), simplify()])
+
+
 def no_fusion_pipeline() -> Pipeline:
     """Only clean-up (used to measure what fusion gains)."""
     return Pipeline("cleanup-only", [basic_cleanup()])
 
 
-def pipeline_for(target: str, *, optimize: bool = True) -> Pipeline:
+def pipeline_for(target: str, *, optimize: bool = True, quantize: bool = False) -> Pipeline:
     if not optimize:
         return no_fusion_pipeline()
+    if quantize:
+        return quant_pipeline()
     return cpu_pipeline()
