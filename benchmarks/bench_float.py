@@ -10,17 +10,29 @@ difference of the outputs, and the load time of each (open the model file → fi
 Absolute times drift on a shared machine; the ratio is the figure to compare.
 
 ``--profile N`` also prints npuc's slowest ops (``Session.profile``, grouped by kernel).
+
+npuc's GEMMs run in numpy's OpenBLAS. ``--blas-coretype NAME`` sets ``OPENBLAS_CORETYPE``
+before numpy loads it: OpenBLAS 0.3.x does not recognise every new CPU (it runs its
+Haswell AVX2 kernels on AMD Zen 4/5), and ``--blas-coretype SkylakeX`` selects its AVX-512
+kernels on such machines. The core in use is printed in the header.
 """
 from __future__ import annotations
 
 import os
+import sys
 
 for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
+for _i, _a in enumerate(sys.argv):   # must be set before numpy loads OpenBLAS
+    if _a == "--blas-coretype" and _i + 1 < len(sys.argv):
+        os.environ["OPENBLAS_CORETYPE"] = sys.argv[_i + 1]
+    elif _a.startswith("--blas-coretype="):
+        os.environ["OPENBLAS_CORETYPE"] = _a.split("=", 1)[1]
 
 import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import glob  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
@@ -37,6 +49,23 @@ from tests.models.zoo import mobilenet_v2, resnet18, save  # noqa: E402
 
 MODELS = {"mobilenet_v2": lambda: mobilenet_v2(resolution=224, fold_bn=True),
           "resnet18": lambda: resnet18(resolution=224, fold_bn=True)}
+
+
+def blas_core() -> str:
+    """The OpenBLAS kernel family numpy runs on (best effort)."""
+    libdir = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+    for lib in glob.glob(os.path.join(libdir, "*openblas*")):
+        try:
+            dll = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for sym in ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename", "openblas_get_corename64_",
+                    "openblas_get_corename"):
+            f = getattr(dll, sym, None)
+            if f is not None:
+                f.restype = ctypes.c_char_p
+                return f().decode()
+    return "unknown"
 
 
 def ort_session(path: str) -> ort.InferenceSession:
@@ -109,12 +138,14 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="print the N slowest npuc ops")
+    ap.add_argument("--blas-coretype", metavar="NAME", help="OPENBLAS_CORETYPE for numpy's OpenBLAS (e.g. SkylakeX)")
     args = ap.parse_args(argv)
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in names if m not in MODELS]
     if bad:
         ap.error(f"unknown model(s) {bad}; choose from {list(MODELS)}")
-    print(f"onnxruntime {ort.__version__}, numpy {np.__version__}, 1 thread, {args.runs} interleaved runs")
+    print(f"onnxruntime {ort.__version__}, numpy {np.__version__} (OpenBLAS core {blas_core()}), 1 thread, "
+          f"{args.runs} interleaved runs")
     rows = []
     with tempfile.TemporaryDirectory(prefix="npuc-bench-") as d:
         for name in names:

@@ -77,6 +77,9 @@ CONV_CASES = [
     ((1, 3, 20), (3, 1, 3), {"group": 3, "pads": [1, 1]}, True, "conv_depthwise"),
     ((1, 16, 7, 9), (24, 16, 1, 1), {}, True, "conv_1x1"),
     ((2, 16, 5, 6), (8, 16, 1, 1), {}, False, "conv_1x1"),
+    ((1, 16, 13, 15), (16, 16, 3, 3), {"pads": [1, 1, 1, 1]}, True, "conv_winograd"),
+    ((2, 20, 14, 13), (24, 20, 3, 3), {"pads": [0, 1, 2, 0]}, False, "conv_winograd"),
+    ((1, 16, 16, 16), (32, 16, 3, 3), {"auto_pad": "SAME_UPPER"}, True, "conv_winograd"),
     ((1, 16, 7, 9), (24, 16, 1, 1), {"strides": [2, 2]}, True, "conv_im2col"),
     ((2, 3, 12, 13), (8, 3, 3, 3), {"pads": [1, 0, 2, 1]}, True, "conv_im2col"),
     ((1, 3, 23, 23), (4, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}, True, "conv_im2col"),
@@ -102,14 +105,22 @@ def test_conv(xs, ws, attrs, bias, kernel):
     ({"op": "LeakyRelu", "alpha": 0.1}, lambda y: np.where(y >= 0, y, 0.1 * y)),
     ({"op": "Sigmoid"}, lambda y: 1 / (1 + np.exp(-y))),
     ({"op": "HardSwish"}, lambda y: y * np.clip(y / 6 + 0.5, 0, 1)),
+    ({"op": "PRelu", "slope": np.linspace(-0.5, 0.5, 8, dtype=np.float32)[:6].reshape(6, 1, 1)},
+     lambda y: np.where(y >= 0, y, y * np.linspace(-0.5, 0.5, 8, dtype=np.float32)[:6].reshape(6, 1, 1))),
 ])
 @pytest.mark.parametrize("ws,attrs,kernel", [
     ((6, 1, 3, 3), {"group": 6, "pads": [1, 1, 1, 1]}, "conv_depthwise"),
-    ((8, 6, 1, 1), {}, "conv_1x1"),
-    ((8, 6, 3, 3), {"strides": [2, 2]}, "conv_im2col"),
+    ((6, 6, 1, 1), {}, "conv_1x1"),
+    ((6, 6, 3, 3), {"strides": [2, 2]}, "conv_im2col"),
+    ((16, 6, 3, 3), {"pads": [1, 1, 1, 1]}, "conv_winograd"),
 ])
 def test_conv_fused_activation(activation, fn, ws, attrs, kernel):
-    inputs = {"x": rand(1, 6, 9, 8), "w": rand(*ws, scale=0.3), "b": rand(ws[0])}
+    c = 16 if kernel == "conv_winograd" else 6
+    ws = (ws[0], c) + ws[2:] if kernel != "conv_depthwise" else ws
+    if kernel == "conv_winograd" and activation["op"] == "PRelu":
+        activation = {"op": "PRelu", "slope": np.linspace(-0.5, 0.5, 16, dtype=np.float32).reshape(16, 1, 1)}
+        fn = lambda y: np.where(y >= 0, y, y * np.linspace(-0.5, 0.5, 16, dtype=np.float32).reshape(16, 1, 1))  # noqa
+    inputs = {"x": rand(1, c, 13, 12), "w": rand(*ws, scale=0.3), "b": rand(ws[0])}
     run_case("Conv", inputs, attrs, kernel=kernel, const=("w", "b"), activation=activation, post=fn)
 
 
@@ -132,10 +143,15 @@ def test_gemm(attrs, cshape, const_b):
     run_case("Gemm", inputs, attrs, kernel="gemm_f32", const=const)
 
 
-def test_gemm_fused_relu():
+def test_gemm_fused_activation():
     inputs = {"a": rand(3, 16), "b": rand(16, 10), "c": rand(10)}
-    run_case("Gemm", inputs, {}, kernel="gemm_f32", const=("b", "c"), activation={"op": "Relu"},
-             post=lambda y: np.maximum(y, 0))
+    run_case("Gemm", inputs, {}, kernel="gemm_f32", const=("b", "c"), activation={"op": "Swish", "alpha": 1.0},
+             post=lambda y: y / (1 + np.exp(-y)))
+
+
+def test_matmul_fused_activation():
+    run_case("MatMul", {"a": rand(2, 3, 8), "b": rand(8, 4)}, kernel="matmul_f32", const=("b",),
+             activation={"op": "LeakyRelu", "alpha": 0.2}, post=lambda y: np.where(y >= 0, y, 0.2 * y))
 
 
 @pytest.mark.parametrize("ashape,bshape,const_b", [((2, 3, 4, 5), (5, 6), True), ((3, 4, 5), (3, 5, 2), False),
@@ -263,3 +279,5 @@ def test_batchnorm():
     c = 5
     inputs = {"x": rand(2, c, 4, 3), "s": rand(c), "b": rand(c), "m": rand(c), "v": np.abs(rand(c)) + 0.1}
     run_case("BatchNormalization", inputs, {"epsilon": 1e-3}, kernel="batchnorm_f32", const=("s", "b", "m", "v"))
+    run_case("BatchNormalization", inputs, {"epsilon": 1e-3}, kernel="batchnorm_f32", const=("s", "b", "m", "v"),
+             activation={"op": "Sigmoid"}, post=lambda y: 1 / (1 + np.exp(-y)))

@@ -24,7 +24,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-ACT_NONE, ACT_RELU, ACT_CLIP, ACT_LEAKY, ACT_SIGMOID, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_TANH, ACT_SWISH = range(9)
+(ACT_NONE, ACT_RELU, ACT_CLIP, ACT_LEAKY, ACT_SIGMOID, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_TANH, ACT_SWISH,
+ ACT_PRELU) = range(10)
 
 def parse_activation(attrs: dict[str, Any]) -> tuple[int, float, float] | None:
     """The fused activation of a node from its ``activation`` attribute, as ``(act, a0, a1)``.
@@ -32,8 +33,9 @@ def parse_activation(attrs: dict[str, Any]) -> tuple[int, float, float] | None:
     The attribute is ``{"op": NAME, **params}`` (see :mod:`npuc.ops.epilogue`; a bare name
     is accepted too); absent or None means no activation. Fused here: Relu, Clip
     (``min``/``max``, either may be absent), LeakyRelu (``alpha``), Sigmoid, HardSigmoid
-    (``alpha``, ``beta``), HardSwish, Tanh, Swish (``alpha``). Anything else returns None:
-    the kernel then declines the node.
+    (``alpha``, ``beta``), HardSwish, Tanh, Swish (``alpha``), and PRelu (``ACT_PRELU``: the
+    kernel takes the per-channel slope from :func:`prelu_slope`). Anything else returns
+    None: the kernel then declines the node.
     """
     a = attrs.get("activation")
     if a is None:
@@ -64,7 +66,30 @@ def parse_activation(attrs: dict[str, Any]) -> tuple[int, float, float] | None:
         return ACT_TANH, 0.0, 0.0
     if name == "Swish":
         return ACT_SWISH, num("alpha", 1.0), 0.0
+    if name == "PRelu":
+        return ACT_PRELU, 0.0, 0.0
     return None
+
+
+def prelu_slope(attrs: dict[str, Any], out_shape, channel_axis: int = 1) -> np.ndarray | None:
+    """The fused PRelu slope as one float32 value per channel (axis ``channel_axis`` of the
+    output), or None when it varies along another axis. Without a fused PRelu: ``[0]``."""
+    a = attrs.get("activation")
+    if not isinstance(a, dict) or a.get("op") != "PRelu":
+        return np.zeros(1, np.float32)
+    slope = np.asarray(a.get("slope"), np.float32)
+    rank = len(out_shape)
+    if slope.ndim > rank:
+        return None
+    full = slope.reshape((1,) * (rank - slope.ndim) + slope.shape)
+    m = out_shape[channel_axis]
+    for ax, d in enumerate(full.shape):
+        if d != 1 and ax != channel_axis:
+            return None
+    per = full.reshape(-1)
+    if per.size not in (1, m):
+        return None
+    return np.ascontiguousarray(np.broadcast_to(per, (m,)), np.float32)
 
 
 def act_row(arr, start, n, act, a0, a1):
@@ -122,18 +147,22 @@ def act_row(arr, start, n, act, a0, a1):
 
 
 # --------------------------------------------------------------------------- loops
-def epilogue(out, P, bias, has_bias, act, a0, a1):
+def epilogue(out, P, bias, has_bias, act, a0, a1, slope):
     """Rows of ``P`` elements of the flat ``out``: ``row r = act(row r + bias[r % len(bias)])``
-    in place (conv: ``out (N, M, P)`` with a bias per channel)."""
+    in place (conv: ``out (N, M, P)`` with a bias per channel; PRelu's slope per channel
+    ``slope[r % len(slope)]``)."""
     R = out.shape[0] // P
     nb = bias.shape[0]
+    ns = slope.shape[0]
     for r in range(R):
         base = max(r * P, 0)
         if has_bias:
             bv = bias[r % nb]
             for i in range(P):
                 out[base + i] += bv
-        if act != 0:
+        if act == 9:
+            act_row(out, base, P, 3, float(slope[r % ns]), 0.0)
+        elif act != 0:
             act_row(out, base, P, act, a0, a1)
 
 
@@ -179,6 +208,9 @@ def im2col(x, col, C, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW):
                         if sw == 1:
                             for t in range(n):
                                 col[db + t] = x[src + t]
+                        elif sw == 2:
+                            for t in range(n):
+                                col[db + t] = x[src + 2 * t]
                         else:
                             for t in range(n):
                                 col[db + t] = x[src + t * sw]
@@ -205,11 +237,55 @@ def _tap(i, j, sh, sw, dh, dw, ps, wq):
     return max(p * ps + ((i * dh) // sh) * wq + (j * dw) // sw, 0)
 
 
+def _fill_s2(x, buf, nc, H, W, sh, pt, pl, hq, wq, ps, padv):
+    """The space-to-depth fill of :func:`window2d` for column stride 2: both column phases
+    of an input row in one loop (a de-interleave the vectorizer handles well)."""
+    # columns b where both 2b - pl and 2b + 1 - pl lie inside the input row
+    lo = (pl + 1) // 2
+    hi = (W + pl) // 2
+    if hi > wq:
+        hi = wq
+    if lo > hi:
+        lo = hi
+    for ri in range(sh):
+        p0 = (ri * 2) * ps
+        p1 = p0 + ps
+        for a in range(hq):
+            ih = a * sh + ri - pt
+            r0 = max(p0 + a * wq, 0)
+            r1 = max(p1 + a * wq, 0)
+            if ih < 0 or ih >= H:
+                for t in range(wq):
+                    buf[r0 + t] = padv
+                    buf[r1 + t] = padv
+                continue
+            row = (nc * H + ih) * W
+            for b in range(wq):
+                if b == lo:
+                    break
+                iw = 2 * b - pl
+                buf[r0 + b] = x[row + iw] if iw >= 0 and iw < W else padv
+                iw += 1
+                buf[r1 + b] = x[row + iw] if iw >= 0 and iw < W else padv
+            src = max(row + 2 * lo - pl, 0)
+            d0 = max(r0 + lo, 0)
+            d1 = max(r1 + lo, 0)
+            for t in range(hi - lo):
+                buf[d0 + t] = x[src + 2 * t]
+                buf[d1 + t] = x[src + 2 * t + 1]
+            for b in range(hi, wq):
+                iw = 2 * b - pl
+                buf[r0 + b] = x[row + iw] if iw >= 0 and iw < W else padv
+                iw += 1
+                buf[r1 + b] = x[row + iw] if iw >= 0 and iw < W else padv
+
+
 def window2d(x, out, w, bias, inv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl,
-             mode, act, a0, a1):
+             mode, act, a0, a1, slope):
     """Sliding-window ops on one channel at a time; ``x (N·C·H·W)`` and ``out (N·C·OH·OW)`` flat.
 
-    ``mode`` 0: depthwise conv, ``out = act(bias[c] + Σ_ij w[c, i·KW + j]·x_pad[...])``;
+    ``mode`` 0: depthwise conv, ``out = act(bias[c] + Σ_ij w[c, i·KW + j]·x_pad[...])``
+    (PRelu's slope per channel in ``slope``);
     1: max pool (padding and the ceil_mode overflow are -inf); 2: average pool,
     ``Σ x_pad · inv[oh·OW + ow]`` (padding is 0, ``inv`` the reciprocal window counts).
 
@@ -233,37 +309,40 @@ def window2d(x, out, w, bias, inv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw,
         for c in range(C):
             nc = n * C + c
             # space to depth with padding
-            for ri in range(sh):
-                for rj in range(sw):
-                    pb = (ri * sw + rj) * ps
-                    off = rj - pl
-                    lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                    hi = (W - off + sw - 1) // sw if W > off else 0
-                    if hi > wq:
-                        hi = wq
-                    if lo > hi:
-                        lo = hi
-                    cnt = hi - lo
-                    for a in range(hq):
-                        ih = a * sh + ri - pt
-                        rb = max(pb + a * wq, 0)
-                        if ih < 0 or ih >= H:
-                            for t in range(wq):
-                                buf[rb + t] = padv
-                        else:
-                            for t in range(lo):
-                                buf[rb + t] = padv
-                            rl = max(rb + lo, 0)
-                            src = max((nc * H + ih) * W + lo * sw + off, 0)
-                            if sw == 1:
-                                for t in range(cnt):
-                                    buf[rl + t] = x[src + t]
+            if sw == 2:
+                _fill_s2(x, buf, nc, H, W, sh, pt, pl, hq, wq, ps, padv)
+            else:
+                for ri in range(sh):
+                    for rj in range(sw):
+                        pb = (ri * sw + rj) * ps
+                        off = rj - pl
+                        lo = 0 if off >= 0 else (-off + sw - 1) // sw
+                        hi = (W - off + sw - 1) // sw if W > off else 0
+                        if hi > wq:
+                            hi = wq
+                        if lo > hi:
+                            lo = hi
+                        cnt = hi - lo
+                        for a in range(hq):
+                            ih = a * sh + ri - pt
+                            rb = max(pb + a * wq, 0)
+                            if ih < 0 or ih >= H:
+                                for t in range(wq):
+                                    buf[rb + t] = padv
                             else:
-                                for t in range(cnt):
-                                    buf[rl + t] = x[src + t * sw]
-                            re = max(rb + hi, 0)
-                            for t in range(wq - hi):
-                                buf[re + t] = padv
+                                for t in range(lo):
+                                    buf[rb + t] = padv
+                                rl = max(rb + lo, 0)
+                                src = max((nc * H + ih) * W + lo * sw + off, 0)
+                                if sw == 1:
+                                    for t in range(cnt):
+                                        buf[rl + t] = x[src + t]
+                                else:
+                                    for t in range(cnt):
+                                        buf[rl + t] = x[src + t * sw]
+                                re = max(rb + hi, 0)
+                                for t in range(wq - hi):
+                                    buf[re + t] = padv
             if KH == 3 and KW == 3 and mode != 2:
                 o0 = _tap(0, 0, sh, sw, dh, dw, ps, wq)
                 o1 = _tap(0, 1, sh, sw, dh, dw, ps, wq)
@@ -338,7 +417,9 @@ def window2d(x, out, w, bias, inv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw,
                 b = bias[c]
                 for q in range(L):
                     acc[q] += b
-                if act != 0:
+                if act == 9:
+                    act_row(acc, 0, L, 3, float(slope[c % slope.shape[0]]), 0.0)
+                elif act != 0:
                     act_row(acc, 0, L, act, a0, a1)
             for oh in range(OH):
                 ab = max(oh * wq, 0)
@@ -350,6 +431,135 @@ def window2d(x, out, w, bias, inv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw,
                 else:
                     for t in range(OW):
                         out[ob + t] = acc[ab + t]
+
+
+def winograd_in(x, pad, V, ks, C, H, W, pt, pl, TH, TW):
+    """Winograd F(2×2, 3×3) input transform of one image ``x (C·H·W)`` (flat):
+    ``V[k, c, t] = (Bᵀ d B)[k // 4, k % 4]`` for the 4×4 input tile ``d`` of output tile
+    ``t = th·TW + tw`` (rows ``2·th − pt ..``, columns ``2·tw − pl ..``; outside reads 0).
+    ``pad`` holds one zero-padded channel plane ``(2·TH + 2) × (2·TW + 2)``; ``V[k]`` starts
+    at ``k·ks`` (``ks ≥ C·T``, padded so the 16 store streams do not alias in the cache);
+    ``Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]``."""
+    Hp = 2 * TH + 2
+    Wp = 2 * TW + 2
+    T = TH * TW
+    z = np.float32(0)
+    for c in range(C):
+        # the padded plane: rows/cols outside the input are zero
+        for r in range(Hp):
+            ih = r - pt
+            rb = max(r * Wp, 0)
+            if ih < 0 or ih >= H:
+                for t in range(Wp):
+                    pad[rb + t] = z
+                continue
+            lo = pl if pl < Wp else Wp
+            for t in range(lo):
+                pad[rb + t] = z
+            n = W if W < Wp - lo else Wp - lo
+            if n < 0:
+                n = 0
+            src = max((c * H + ih) * W, 0)
+            dst = max(rb + lo, 0)
+            for t in range(n):
+                pad[dst + t] = x[src + t]
+            e = max(rb + lo + n, 0)
+            for t in range(Wp - lo - n):
+                pad[e + t] = z
+        cb = c * T
+        for th in range(TH):
+            r0 = max(2 * th * Wp, 0)
+            r1 = r0 + Wp
+            r2 = r1 + Wp
+            r3 = r2 + Wp
+            ob = max(cb + th * TW, 0)
+            for tw in range(TW):
+                q = 2 * tw
+                # horizontal: h_j = d_i B (per input row i)
+                a0 = pad[r0 + q] - pad[r0 + q + 2]
+                a1 = pad[r0 + q + 1] + pad[r0 + q + 2]
+                a2 = pad[r0 + q + 2] - pad[r0 + q + 1]
+                a3 = pad[r0 + q + 1] - pad[r0 + q + 3]
+                b0 = pad[r1 + q] - pad[r1 + q + 2]
+                b1 = pad[r1 + q + 1] + pad[r1 + q + 2]
+                b2 = pad[r1 + q + 2] - pad[r1 + q + 1]
+                b3 = pad[r1 + q + 1] - pad[r1 + q + 3]
+                c0 = pad[r2 + q] - pad[r2 + q + 2]
+                c1 = pad[r2 + q + 1] + pad[r2 + q + 2]
+                c2 = pad[r2 + q + 2] - pad[r2 + q + 1]
+                c3 = pad[r2 + q + 1] - pad[r2 + q + 3]
+                d0 = pad[r3 + q] - pad[r3 + q + 2]
+                d1 = pad[r3 + q + 1] + pad[r3 + q + 2]
+                d2 = pad[r3 + q + 2] - pad[r3 + q + 1]
+                d3 = pad[r3 + q + 1] - pad[r3 + q + 3]
+                o = ob + tw
+                # vertical: Bᵀ (rows a, b, c, d)
+                V[o] = a0 - c0
+                V[o + ks] = a1 - c1
+                V[o + 2 * ks] = a2 - c2
+                V[o + 3 * ks] = a3 - c3
+                V[o + 4 * ks] = b0 + c0
+                V[o + 5 * ks] = b1 + c1
+                V[o + 6 * ks] = b2 + c2
+                V[o + 7 * ks] = b3 + c3
+                V[o + 8 * ks] = c0 - b0
+                V[o + 9 * ks] = c1 - b1
+                V[o + 10 * ks] = c2 - b2
+                V[o + 11 * ks] = c3 - b3
+                V[o + 12 * ks] = b0 - d0
+                V[o + 13 * ks] = b1 - d1
+                V[o + 14 * ks] = b2 - d2
+                V[o + 15 * ks] = b3 - d3
+
+
+def _wino_row(Mt, ks, out, i0, ob, TW, full, bv, r):
+    """One output row of a tile row: ``r = 0`` uses tile rows 0..2 (``m0 + m1 + m2``),
+    ``r = 1`` tile rows 1..3 (``m1 − m2 − m3``); columns likewise (see :func:`winograd_out`)."""
+    s = 4 if r == 1 else 0
+    i0 = max(i0, 0)
+    ob = max(ob, 0)
+    k0 = max(s * ks, 0)
+    k1 = max((s + 1) * ks, 0)
+    k2 = max((s + 2) * ks, 0)
+    k3 = max((s + 3) * ks, 0)
+    c0 = max(4 * ks, 0)
+    c1 = max(8 * ks, 0)
+    sg = np.float32(1) if r == 0 else np.float32(-1)
+    for tw in range(full):
+        i = i0 + tw
+        v0 = Mt[i + k0] + Mt[i + k0 + c0] * sg + Mt[i + k0 + c1] * sg
+        v1 = Mt[i + k1] + Mt[i + k1 + c0] * sg + Mt[i + k1 + c1] * sg
+        v2 = Mt[i + k2] + Mt[i + k2 + c0] * sg + Mt[i + k2 + c1] * sg
+        v3 = Mt[i + k3] + Mt[i + k3 + c0] * sg + Mt[i + k3 + c1] * sg
+        out[ob + 2 * tw] = v0 + v1 + v2 + bv
+        out[ob + 2 * tw + 1] = v1 - v2 - v3 + bv
+    if full < TW:
+        i = i0 + full
+        v0 = Mt[i + k0] + Mt[i + k0 + c0] * sg + Mt[i + k0 + c1] * sg
+        v1 = Mt[i + k1] + Mt[i + k1 + c0] * sg + Mt[i + k1 + c1] * sg
+        v2 = Mt[i + k2] + Mt[i + k2 + c0] * sg + Mt[i + k2 + c1] * sg
+        out[ob + 2 * full] = v0 + v1 + v2 + bv
+
+
+def winograd_out(Mt, ks, out, bias, M, OH, OW, TH, TW, act, a0, a1, slope):
+    """Winograd F(2×2, 3×3) output transform into one image ``out (M·OH·OW)`` (flat):
+    ``Y = Aᵀ m A`` of the 16 products ``Mt[k·ks + m·T + t]``,
+    ``Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]``, plus the bias, then the activation."""
+    T = TH * TW
+    full = OW // 2
+    for m in range(M):
+        bv = bias[m]
+        for th in range(TH):
+            ib = m * T + th * TW
+            oy = 2 * th
+            rb0 = (m * OH + oy) * OW
+            _wino_row(Mt, ks, out, ib, rb0, TW, full, bv, 0)
+            if oy + 1 < OH:
+                _wino_row(Mt, ks, out, ib, rb0 + OW, TW, full, bv, 1)
+        if act == 9:
+            act_row(out, m * OH * OW, OH * OW, 3, float(slope[m % slope.shape[0]]), 0.0)
+        elif act != 0:
+            act_row(out, m * OH * OW, OH * OW, act, a0, a1)
 
 
 def global_avg(x, out):
@@ -476,9 +686,10 @@ def scale_shift(x, out, a, b, C, P):
 
 # --------------------------------------------------------------------------- lazy jit
 _SOURCES: dict[str, Callable] = {f.__name__: f for f in (
-    epilogue, add_act, im2col, window2d, global_avg, global_max, softmax,
+    epilogue, add_act, im2col, window2d, winograd_in, winograd_out, global_avg, global_max, softmax,
     softmax_last, resize_linear2d, gather2d, scale_shift)}
-_HELPERS = {"_tap": ("always", _tap), "act_row": ("never", act_row)}
+_HELPERS = {"_tap": ("always", _tap), "act_row": ("never", act_row), "_fill_s2": ("never", _fill_s2),
+            "_wino_row": ("never", _wino_row)}
 _JITTED: dict[str, Callable] = {}
 
 

@@ -7,13 +7,13 @@
   fused ``activation`` attribute (see :func:`~npuc.runtime.kernels._numba.parse_activation`)
   is applied in the same pass as the bias.
 * ``matmul_f32``: ``np.matmul(A, B, out=Y)`` (numpy's batching and broadcasting are
-  ONNX's).
+  ONNX's), then the fused activation if any (not PRelu: that one stays a reference op).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._numba import ACT_NONE, jit, parse_activation
+from ._numba import ACT_NONE, ACT_PRELU, jit, parse_activation
 from .base import Binding, Kernel, Prepared, register_kernel
 
 F32 = np.dtype(np.float32)
@@ -29,7 +29,8 @@ class GemmF32(Kernel):
         c = node.inputs[2] if len(node.inputs) > 2 else None
         if not (a.dtype == F32 and b.dtype == F32 and node.outputs[0].dtype == F32):
             return False
-        if parse_activation(node.attrs) is None:
+        act = parse_activation(node.attrs)
+        if act is None or act[0] == ACT_PRELU:
             return False
         if c is not None and c.dtype != F32:
             return False
@@ -101,15 +102,26 @@ class GemmF32(Kernel):
 @register_kernel
 class MatMulF32(Kernel):
     op, name = "MatMul", "matmul_f32"
+    handles_activation = True
 
     def supports(self, node) -> bool:
-        return all(v.dtype == F32 for v in node.inputs) and node.outputs[0].dtype == F32
+        act = parse_activation(node.attrs)
+        return (all(v.dtype == F32 for v in node.inputs) and node.outputs[0].dtype == F32
+                and act is not None and act[0] != ACT_PRELU)
 
     def build(self, b: Binding):
         am, bm = b.inputs
         out = b.outputs[0]
         mm = np.matmul
+        act, a0, a1 = parse_activation(b.attrs)
+        if act == ACT_NONE:
+            def run():
+                mm(am, bm, out=out)
+            return run
+        ep = jit("add_act")
+        flat, dummy = out.reshape(-1), np.zeros(1, F32)
 
         def run():
             mm(am, bm, out=out)
+            ep(flat, dummy, False, act, a0, a1)
         return run

@@ -89,7 +89,8 @@ class _Pool(Kernel):
         f = jit("window2d")
 
         def run():
-            f(xf, of, w, bias, inv, buf, acc, n, c, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, mode, 0, 0.0, 0.0)
+            f(xf, of, w, bias, inv, buf, acc, n, c, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, mode, 0, 0.0, 0.0,
+              bias)
         return run
 
 

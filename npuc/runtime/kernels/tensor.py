@@ -18,7 +18,8 @@ runs as ``np.copyto`` / ``np.take(..., out=)`` / a numba loop on them:
   per-axis weight matrices ``out = Wy · x · Wxᵀ``;
 * ``softmax_f32`` / ``logsoftmax_f32``: numba, in place allowed;
 * ``batchnorm_f32``: BatchNormalization left unfolded, as ``x·a + b`` per channel with
-  ``a = scale / sqrt(var + ε)``, ``b = B − mean·a`` packed at compile time.
+  ``a = scale / sqrt(var + ε)``, ``b = B − mean·a`` packed at compile time, then its fused
+  activation if any.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from ...ops.tensor import (normalize_slice, pad_widths, resize_output_shape, resize_source_coords, resize_taps,
                            slice_as_index, split_sizes)
-from ._numba import jit
+from ._numba import ACT_NONE, jit, parse_activation, prelu_slope
 from .base import Binding, Kernel, Prepared, register_kernel
 
 F32 = np.dtype(np.float32)
@@ -399,11 +400,14 @@ class LogSoftmaxF32(_SoftmaxBase):
 @register_kernel
 class BatchNormF32(Kernel):
     op, name, inplace_input = "BatchNormalization", "batchnorm_f32", 0
+    handles_activation = True
 
     def supports(self, node) -> bool:
         x = node.inputs[0]
         return (x.dtype == F32 and x.rank >= 2 and len(node.outputs) == 1
-                and all(v is not None and v.is_const for v in node.inputs[1:5]))
+                and all(v is not None and v.is_const for v in node.inputs[1:5])
+                and parse_activation(node.attrs) is not None
+                and prelu_slope(node.attrs, node.outputs[0].shape) is not None)
 
     def prepare(self, node) -> Prepared:
         scale, bias, mean, var = (np.asarray(v.const, np.float64) for v in node.inputs[1:5])
@@ -417,7 +421,15 @@ class BatchNormF32(Kernel):
         p = int(np.prod(x.shape[2:], dtype=np.int64))
         xf, of = x.reshape(-1), out.reshape(-1)
         f = jit("scale_shift")
+        act, a0, a1 = parse_activation(b.attrs)
+        if act == ACT_NONE or p == 0:
+            def run():
+                f(xf, of, a, sh, c, p)
+            return run
+        ep = jit("epilogue")
+        slope = prelu_slope(b.attrs, b.outputs[0].shape)
 
         def run():
             f(xf, of, a, sh, c, p)
+            ep(of, p, a, False, act, a0, a1, slope)
         return run
