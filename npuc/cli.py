@@ -270,7 +270,45 @@ def run_reference(model_path: str, samples: list[dict[str, np.ndarray]], output_
             res = ref.run(output_names, {n: s[n] for n in names})
             outs.append(dict(zip(output_names, res)))
         return outs
-    raise OptionError(f"{model_path}: npuc compare takes an .onnx reference model")
+    if suffix == ".tflite":
+        # the TFLite interpreter: ai-edge-litert, or TensorFlow's when that is what is installed
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            try:
+                from tensorflow.lite.python.interpreter import Interpreter  # type: ignore
+            except ImportError:
+                raise OptionError("npuc compare needs the TFLite interpreter for a .tflite reference: "
+                                  "pip install ai-edge-litert (or 'npuc[test]')") from None
+        try:
+            interp = Interpreter(model_path=model_path, num_threads=1)
+        except (ValueError, RuntimeError) as e:
+            raise OptionError(f"{model_path}: the TFLite interpreter cannot load it: {e}") from None
+        ins = interp.get_input_details()
+        by_name = {d["name"]: d for d in interp.get_output_details()}
+        unknown = [n for n in output_names if n not in by_name]
+        if unknown:
+            raise InputError(f"output(s) {unknown} of the compiled model are not outputs of {model_path} "
+                             f"(its outputs: {sorted(by_name)})")
+        allocated = None
+        outs = []
+        for s in samples:
+            missing = [d["name"] for d in ins if d["name"] not in s]
+            if missing:
+                raise InputError(f"reference model input(s) {missing} are not in the input file")
+            shapes = tuple(tuple(np.shape(s[d["name"]])) for d in ins)
+            if shapes != allocated:  # resize only when the sample shapes change
+                for d, shp in zip(ins, shapes):
+                    if tuple(d["shape"]) != shp:
+                        interp.resize_tensor_input(d["index"], list(shp))
+                interp.allocate_tensors()
+                allocated = shapes
+            for d in ins:
+                interp.set_tensor(d["index"], np.ascontiguousarray(s[d["name"]], dtype=d["dtype"]))
+            interp.invoke()
+            outs.append({n: interp.get_tensor(by_name[n]["index"]).copy() for n in output_names})
+        return outs
+    raise OptionError(f"{model_path}: npuc compare takes an .onnx or .tflite reference model")
 
 
 def cmd_compare(args) -> int:
