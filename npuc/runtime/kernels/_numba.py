@@ -219,6 +219,28 @@ def im2col(x, col, C, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW):
                             col[eb + t] = z
 
 
+def im2col_s2d(x, col, buf, C, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW):
+    """:func:`im2col` for strided convs: each channel is first split by stride phase into
+    padded planes (:func:`_s2d_fill`, ``buf`` sized by :func:`window_scratch`), so every
+    row segment of ``col`` is a contiguous copy from one plane."""
+    hq = OH + ((KH - 1) * dh) // sh
+    wq = OW + ((KW - 1) * dw) // sw
+    ps = hq * wq
+    P = OH * OW
+    z = np.float32(0)
+    for c in range(C):
+        _s2d_fill(x, buf, c, H, W, sh, sw, pt, pl, hq, wq, ps, z)
+        for i in range(KH):
+            for j in range(KW):
+                r = (c * KH + i) * KW + j
+                src0 = _tap(i, j, sh, sw, dh, dw, ps, wq)
+                for oh in range(OH):
+                    dst = max(r * P + oh * OW, 0)
+                    src = max(src0 + oh * wq, 0)
+                    for t in range(OW):
+                        col[dst + t] = buf[src + t]
+
+
 _BLOCK = 64   # the long loops run a multiple of this many iterations (LLVM's VF × unroll)
 
 
@@ -280,6 +302,46 @@ def _fill_s2(x, buf, nc, H, W, sh, pt, pl, hq, wq, ps, padv):
                 buf[r1 + b] = x[row + iw] if iw >= 0 and iw < W else padv
 
 
+def _s2d_fill(x, buf, nc, H, W, sh, sw, pt, pl, hq, wq, ps, padv):
+    """Space to depth of channel ``nc`` of flat ``x``, padded with ``padv``:
+    ``buf[(ri·sw + rj)·ps + a·wq + b] = x_pad[a·sh + ri, b·sw + rj]`` for ``a < hq``, ``b < wq``
+    (``x_pad`` row ``pt`` / column ``pl`` is input row / column 0)."""
+    if sw == 2:
+        _fill_s2(x, buf, nc, H, W, sh, pt, pl, hq, wq, ps, padv)
+    else:
+        for ri in range(sh):
+            for rj in range(sw):
+                pb = (ri * sw + rj) * ps
+                off = rj - pl
+                lo = 0 if off >= 0 else (-off + sw - 1) // sw
+                hi = (W - off + sw - 1) // sw if W > off else 0
+                if hi > wq:
+                    hi = wq
+                if lo > hi:
+                    lo = hi
+                cnt = hi - lo
+                for a in range(hq):
+                    ih = a * sh + ri - pt
+                    rb = max(pb + a * wq, 0)
+                    if ih < 0 or ih >= H:
+                        for t in range(wq):
+                            buf[rb + t] = padv
+                    else:
+                        for t in range(lo):
+                            buf[rb + t] = padv
+                        rl = max(rb + lo, 0)
+                        src = max((nc * H + ih) * W + lo * sw + off, 0)
+                        if sw == 1:
+                            for t in range(cnt):
+                                buf[rl + t] = x[src + t]
+                        else:
+                            for t in range(cnt):
+                                buf[rl + t] = x[src + t * sw]
+                        re = max(rb + hi, 0)
+                        for t in range(wq - hi):
+                            buf[re + t] = padv
+
+
 def window2d(x, out, w, bias, inv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl,
              mode, act, a0, a1, slope):
     """Sliding-window ops on one channel at a time; ``x (N·C·H·W)`` and ``out (N·C·OH·OW)`` flat.
@@ -308,41 +370,7 @@ def window2d(x, out, w, bias, inv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw,
     for n in range(N):
         for c in range(C):
             nc = n * C + c
-            # space to depth with padding
-            if sw == 2:
-                _fill_s2(x, buf, nc, H, W, sh, pt, pl, hq, wq, ps, padv)
-            else:
-                for ri in range(sh):
-                    for rj in range(sw):
-                        pb = (ri * sw + rj) * ps
-                        off = rj - pl
-                        lo = 0 if off >= 0 else (-off + sw - 1) // sw
-                        hi = (W - off + sw - 1) // sw if W > off else 0
-                        if hi > wq:
-                            hi = wq
-                        if lo > hi:
-                            lo = hi
-                        cnt = hi - lo
-                        for a in range(hq):
-                            ih = a * sh + ri - pt
-                            rb = max(pb + a * wq, 0)
-                            if ih < 0 or ih >= H:
-                                for t in range(wq):
-                                    buf[rb + t] = padv
-                            else:
-                                for t in range(lo):
-                                    buf[rb + t] = padv
-                                rl = max(rb + lo, 0)
-                                src = max((nc * H + ih) * W + lo * sw + off, 0)
-                                if sw == 1:
-                                    for t in range(cnt):
-                                        buf[rl + t] = x[src + t]
-                                else:
-                                    for t in range(cnt):
-                                        buf[rl + t] = x[src + t * sw]
-                                re = max(rb + hi, 0)
-                                for t in range(wq - hi):
-                                    buf[re + t] = padv
+            _s2d_fill(x, buf, nc, H, W, sh, sw, pt, pl, hq, wq, ps, padv)
             if KH == 3 and KW == 3 and mode != 2:
                 o0 = _tap(0, 0, sh, sw, dh, dw, ps, wq)
                 o1 = _tap(0, 1, sh, sw, dh, dw, ps, wq)
@@ -686,9 +714,10 @@ def scale_shift(x, out, a, b, C, P):
 
 # --------------------------------------------------------------------------- lazy jit
 _SOURCES: dict[str, Callable] = {f.__name__: f for f in (
-    epilogue, add_act, im2col, window2d, winograd_in, winograd_out, global_avg, global_max, softmax,
+    epilogue, add_act, im2col, im2col_s2d, window2d, winograd_in, winograd_out, global_avg, global_max, softmax,
     softmax_last, resize_linear2d, gather2d, scale_shift)}
 _HELPERS = {"_tap": ("always", _tap), "act_row": ("never", act_row), "_fill_s2": ("never", _fill_s2),
+            "_s2d_fill": ("never", _s2d_fill),
             "_wino_row": ("never", _wino_row)}
 _JITTED: dict[str, Callable] = {}
 

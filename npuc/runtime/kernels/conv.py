@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...ops.spatial import window_geometry
-from ._numba import ACT_NONE, jit, parse_activation, prelu_slope, window_scratch
+from ._numba import (ACT_NONE, ACT_SIGMOID, ACT_SWISH, ACT_TANH, jit, parse_activation, prelu_slope,
+                     window_scratch)
 from .base import Binding, Kernel, Prepared, register_kernel
 
 F32 = np.dtype(np.float32)
@@ -74,6 +75,62 @@ def window_scratch_bytes(oh, ow, kh, kw, sh, sw, dh, dw) -> int:
     return 4 * sum(window_scratch(oh, ow, kh, kw, sh, sw, dh, dw)) + 64
 
 
+_NUMPY_ACTS = (ACT_SIGMOID, ACT_SWISH, ACT_TANH)
+
+
+def _act_scratch_bytes(node) -> int:
+    """Extra scratch for an activation computed with numpy ufuncs (Swish needs σ(αx))."""
+    act = parse_activation(node.attrs)
+    return (node.outputs[0].nbytes + 63) // 64 * 64 if act and act[0] == ACT_SWISH else 0
+
+
+def _numpy_act(b: Binding, offset: int):
+    """For transcendental activations: ``(run, True)`` with ``run`` applying it to the output
+    with numpy's SIMD float32 ufuncs (much faster than scalar exp in numba loops), else
+    ``(None, False)``; ``offset`` is where the Swish temporary starts in the op's scratch."""
+    act, a0, _a1 = _act(b)
+    if act not in _NUMPY_ACTS:
+        return None, False
+    out = b.outputs[0]
+    one = F32.type(1)
+    if act == ACT_TANH:
+        def run():
+            np.tanh(out, out=out)
+    elif act == ACT_SIGMOID:
+        def run():
+            np.negative(out, out=out)
+            np.exp(out, out=out)
+            np.add(out, one, out=out)
+            np.reciprocal(out, out=out)
+    else:   # Swish: x · σ(αx) = x / (1 + e^(−αx))
+        tmp = b.scratch[offset:offset + out.nbytes].view(F32).reshape(out.shape)
+        neg_alpha = F32.type(-a0)
+
+        def run():
+            with np.errstate(over="ignore"):
+                np.multiply(out, neg_alpha, out=tmp)
+                np.exp(tmp, out=tmp)
+                np.add(tmp, one, out=tmp)
+                np.divide(out, tmp, out=out)
+    return run, True
+
+
+def _chain(f, g):
+    if g is None:
+        return f
+
+    def run():
+        f()
+        g()
+    return run
+
+
+def _loop_act(b: Binding):
+    """The activation the numba loops apply (none when :func:`_numpy_act` does it)."""
+    act, a0, a1 = _act(b)
+    return (ACT_NONE, 0.0, 0.0) if act in _NUMPY_ACTS else (act, a0, a1)
+
+
 def _act(b: Binding):
     act = b.attrs.get("fused_activation")
     if act is None:
@@ -84,7 +141,7 @@ def _act(b: Binding):
 def _epilogue(out3: np.ndarray, b: Binding):
     """A closure applying bias + activation in place on ``out3 (N, M, P)``, or None."""
     bias, has_bias = _bias(b, out3.shape[1])
-    act, a0, a1 = _act(b)
+    act, a0, a1 = _loop_act(b)
     if not has_bias and act == ACT_NONE:
         return None
     ep = jit("epilogue")
@@ -104,8 +161,16 @@ class _ConvBase(Kernel):
         g, _geo = _geometry(node)
         act = parse_activation(node.attrs)
         packed = {1: np.ascontiguousarray(packed_w, F32)}
-        return Prepared(packed=packed, attrs={"conv_geometry": g, "fused_activation": list(act)},
-                        scratch=self.scratch_bytes(node))
+        base = (self.scratch_bytes(node) + 63) // 64 * 64
+        extra = _act_scratch_bytes(node)
+        return Prepared(packed=packed, attrs={"conv_geometry": g, "fused_activation": list(act),
+                                              "act_scratch_offset": base},
+                        scratch=base + extra if extra else self.scratch_bytes(node))
+
+    def build(self, b: Binding):
+        run = self.build_core(b)
+        post, _ = _numpy_act(b, int(b.attrs.get("act_scratch_offset", 0)))
+        return _chain(run, post)
 
     def scratch_bytes(self, node) -> int:
         return 0
@@ -130,7 +195,7 @@ class ConvDepthwise(_ConvBase):
         w = node.inputs[1].const
         return self._prepared(node, w.reshape(w.shape[0], -1))
 
-    def build(self, b: Binding):
+    def build_core(self, b: Binding):
         kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["conv_geometry"])
         x, out = _as4d(b.inputs[0]), _as4d(b.outputs[0])
         w = b.inputs[1]
@@ -138,7 +203,7 @@ class ConvDepthwise(_ConvBase):
         oh, ow = out.shape[2:]
         bias, _ = _bias(b, c)
         buf, acc = _window_buffers(b.scratch, oh, ow, kh, kw, sh, sw, dh, dw)
-        act, a0, a1 = _act(b)
+        act, a0, a1 = _loop_act(b)
         xf, of = x.reshape(-1), out.reshape(-1)
         inv = np.zeros(1, F32)
         slope = prelu_slope(b.attrs, b.outputs[0].shape)
@@ -165,7 +230,7 @@ class Conv1x1(_ConvBase):
         w = node.inputs[1].const
         return self._prepared(node, w.reshape(w.shape[0], w.shape[1]))
 
-    def build(self, b: Binding):
+    def build_core(self, b: Binding):
         x, out, w = b.inputs[0], b.outputs[0], b.inputs[1]
         n, c = x.shape[:2]
         m = out.shape[1]
@@ -206,6 +271,13 @@ def _align16(n: int) -> int:
     return (n + 15) // 16 * 16
 
 
+def _planes_bytes(oh, ow, kh, kw, sh, sw, dh, dw) -> int:
+    """Scratch for the stride-phase planes of one channel (strided im2col only)."""
+    if sh == 1 and sw == 1:
+        return 0
+    return 4 * window_scratch(oh, ow, kh, kw, sh, sw, dh, dw)[0]
+
+
 @register_kernel
 class ConvWinograd(_ConvBase):
     """3×3, stride 1, dilation 1, group 1: Winograd F(2×2, 3×3) — 16 GEMMs of
@@ -240,7 +312,7 @@ class ConvWinograd(_ConvBase):
         u = np.einsum("ai,mcij,bj->abmc", _G, w, _G)                      # (4, 4, M, C)
         return self._prepared(node, u.reshape(16, w.shape[0], w.shape[1]))
 
-    def build(self, b: Binding):
+    def build_core(self, b: Binding):
         _kh, _kw, _sh, _sw, _dh, _dw, pt, pl = (int(v) for v in b.attrs["conv_geometry"])
         x, out, u = b.inputs[0], b.outputs[0], b.inputs[1]
         n, c, h, wd = x.shape
@@ -253,7 +325,7 @@ class ConvWinograd(_ConvBase):
         v3 = np.lib.stride_tricks.as_strided(v, (16, c, t), (4 * ksv, 4 * t, 4))
         mt3 = np.lib.stride_tricks.as_strided(mt, (16, m, t), (4 * ksm, 4 * t, 4))
         bias, _ = _bias(b, m)
-        act, a0, a1 = _act(b)
+        act, a0, a1 = _loop_act(b)
         slope = prelu_slope(b.attrs, out.shape)
         images = [(x[i].reshape(-1), out[i].reshape(-1)) for i in range(n)]
         fin, fout = jit("winograd_in"), jit("winograd_out")
@@ -285,7 +357,8 @@ class ConvIm2col(_ConvBase):
         c = node.inputs[0].shape[1]
         k = g[0] * g[1]
         p = int(np.prod(geo.out_shape))
-        return c * k * p * 4
+        oh, ow = (1, geo.out_shape[0]) if geo.ndim == 1 else geo.out_shape
+        return _align16(c * k * p) * 4 + _planes_bytes(oh, ow, *g[:6])
 
     def prepare(self, node) -> Prepared:
         w = node.inputs[1].const
@@ -293,7 +366,7 @@ class ConvIm2col(_ConvBase):
         m = w.shape[0]
         return self._prepared(node, w.reshape(grp, m // grp, -1))
 
-    def build(self, b: Binding):
+    def build_core(self, b: Binding):
         kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["conv_geometry"])
         x, out, w = _as4d(b.inputs[0]), _as4d(b.outputs[0]), b.inputs[1]
         n, c = x.shape[:2]
@@ -302,6 +375,8 @@ class ConvIm2col(_ConvBase):
         p = oh * ow
         rows = c * kh * kw
         col = b.scratch[:rows * p * 4].view(F32).reshape(rows, p)
+        planes = _planes_bytes(oh, ow, kh, kw, sh, sw, dh, dw)
+        buf = b.scratch[_align16(rows * p) * 4:_align16(rows * p) * 4 + planes].view(F32) if planes else None
         out3 = out.reshape(n, m, p)
         images = []
         h, wd = x.shape[2:]
@@ -310,12 +385,21 @@ class ConvIm2col(_ConvBase):
             images.append((x[i].reshape(-1), gemms))
         colf = col.reshape(-1)
         ep = _epilogue(out3, b)
-        f = jit("im2col")
         mm = np.matmul
+        if buf is None:
+            f = jit("im2col")
+
+            def fill(xi):
+                f(xi, colf, c, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)
+        else:
+            f = jit("im2col_s2d")
+
+            def fill(xi):
+                f(xi, colf, buf, c, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)
 
         def run():
             for xi, gemms in images:
-                f(xi, colf, c, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)
+                fill(xi)
                 for wg, cg, og in gemms:
                     mm(wg, cg, out=og)
             if ep is not None:
