@@ -1,0 +1,407 @@
+"""Integer QConv / QGemm / QMatMul kernels, bit-exact with :mod:`npuc.ops.quant`.
+
+The exact-integers-through-float-BLAS trick
+-------------------------------------------
+Products of integer codes are exact in float32, and so is every sum whose partial values
+stay integers of magnitude ≤ 2^24. With activation codes bounded by ``A = max|x − x_zp|``
+(255 for 8-bit, 65535 for int16 at worst) and the packed weights ``w' = w − w_zp`` known at
+compile time, any partial sum of ``Σ_k (x_k − x_zp)·w'_k`` over a set of ``k`` is at most
+``A · Σ_k |w'_k|`` — whatever order BLAS adds in, with or without FMA. ``prepare`` therefore
+splits the reduction axis into contiguous chunks with ``A · Σ_chunk |w'| ≤ 2^24`` for every
+output channel (usually one chunk), GEMMs each chunk into its own float32 result, and the
+numba epilogue adds the chunk results in int64. When that needs many chunks (int16
+activations), float64 (exact to 2^53) is used instead, in one chunk.
+
+* ``qconv_depthwise`` (group = C = M): a direct numba kernel (the stride-phase window loop
+  of the float depthwise conv, on ``x − x_zp`` in float32/float64 — exact by the same bound),
+  requantized per channel as each channel is finished.
+* ``qconv_gemm`` (everything else, groups included): per image, ``col = im2col(x − x_zp)``
+  (padding is 0, i.e. the zero point, as in the reference; for 1×1/stride 1/no padding a
+  plain centering copy), one ``np.matmul(W'[g, chunk], col[g, chunk], out=acc[chunk, g])``
+  per group and chunk, then one epilogue: ``Σ chunks + bias`` → requantize with the
+  channel's ``m``/``n`` (``neg_multiplier``/``neg_shift`` for negative accumulators of a
+  fused PRelu) → clamp ``[act_min, act_max]`` → store into the output view.
+* ``qgemm``: ``A (M, K)`` activations centered into scratch, ``B' = B − b_zp`` packed per chunk.
+* ``qmatmul``: two activations; chunks of ``⌊2^24 / (A_a·A_b)⌋`` along K, or float64.
+
+All precomputation (packing, chunking, per-channel multipliers and rounding constants)
+happens in ``prepare``/``build``; a run only calls BLAS and numba on preallocated views.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...ops.spatial import window_geometry
+from .base import Binding, Kernel, Prepared, register_kernel
+from .qcommon import (F32_EXACT, F64_EXACT, I64, carve, carve_bytes, channel_count_ok, code_amax, greedy_chunks,
+                      is_int_code, per_channel, rq_arrays, scalar_rq, shift_ok)
+from .qloops import jit, qwindow_scratch
+
+F32 = np.dtype(np.float32)
+F64 = np.dtype(np.float64)
+#: more float32 chunks than this: use float64 (measured: dgemm ≈ 2× sgemm)
+MAX_F32_CHUNKS = 2
+_OUT_DTYPES = ("uint8", "int8", "int16", "int32")
+
+
+def _geometry(x_shape, w_shape, attrs) -> tuple[list[int], tuple[int, int]]:
+    """``[kh, kw, sh, sw, dh, dw, pad top, pad left]`` and ``(OH, OW)`` (1-D convs as H = 1)."""
+    geo = window_geometry(x_shape[2:], attrs.get("kernel_shape") or w_shape[2:], attrs.get("strides"),
+                          attrs.get("dilations"), attrs.get("pads"), attrs.get("auto_pad") or "NOTSET")
+    if len(geo.in_shape) == 1:
+        return [1, geo.kernel[0], 1, geo.strides[0], 1, geo.dilations[0], 0, geo.pads_begin[0]], (1, geo.out_shape[0])
+    return ([geo.kernel[0], geo.kernel[1], geo.strides[0], geo.strides[1], geo.dilations[0], geo.dilations[1],
+             geo.pads_begin[0], geo.pads_begin[1]], tuple(geo.out_shape))
+
+
+def _as4d(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0], a.shape[1], 1, a.shape[2]) if a.ndim == 3 else a
+
+
+def _requant_ok(a, c: int) -> bool:
+    if not (channel_count_ok(a.get("multiplier"), c) and channel_count_ok(a.get("shift"), c)
+            and shift_ok(a.get("shift"))):
+        return False
+    if (a.get("neg_multiplier") is None) != (a.get("neg_shift") is None):
+        return False
+    if a.get("neg_multiplier") is not None:
+        return (channel_count_ok(a["neg_multiplier"], c) and channel_count_ok(a["neg_shift"], c)
+                and shift_ok(a["neg_shift"]))
+    return True
+
+
+def _epilogue_params(attrs, c: int):
+    """``(m, r, n, neg m, neg r, neg n, has_neg)`` per channel for the numba epilogues."""
+    m, r, n = rq_arrays(attrs["multiplier"], attrs["shift"], c)
+    if attrs.get("neg_multiplier") is not None:
+        nm, nr, nn = rq_arrays(attrs["neg_multiplier"], attrs["neg_shift"], c)
+        return m, r, n, nm, nr, nn, True
+    return m, r, n, m, r, n, False
+
+
+def _bias(b: Binding, c: int) -> np.ndarray:
+    bias = b.inputs[2] if len(b.inputs) > 2 else None
+    if bias is None:
+        return np.zeros(c, I64)
+    return np.ascontiguousarray(np.asarray(bias).reshape(c), I64)
+
+
+def _pack_bias(node, c: int) -> dict[int, np.ndarray]:
+    bias = node.input(2)
+    return {} if bias is None else {2: np.ascontiguousarray(bias.const.reshape(c), I64)}
+
+
+def _centered_weights(w: np.ndarray, w_zp, axis: int) -> np.ndarray:
+    """``w − w_zp`` as int64, ``w_zp`` per channel along ``axis`` or scalar."""
+    wz = np.asarray(w_zp, np.int64).reshape(-1)
+    wi = w.astype(np.int64)
+    if wz.size == 1:
+        return wi - wz[0]
+    shape = [1] * w.ndim
+    shape[axis] = wz.size
+    return wi - wz.reshape(shape)
+
+
+def _choose_precision(absw: np.ndarray, amax: int) -> tuple[np.dtype, list[int]] | None:
+    """float32 with the chunk bounds along axis 1 of ``absw``, or float64 in one chunk, or None."""
+    chunks = greedy_chunks(absw, amax, F32_EXACT)
+    if chunks is not None and len(chunks) - 1 <= MAX_F32_CHUNKS:
+        return F32, chunks
+    if float(absw.sum(axis=1).max(initial=0)) * amax <= F64_EXACT:
+        return F64, [0, absw.shape[1]]
+    return None
+
+
+def _qconv_common_ok(node) -> bool:
+    if len(node.inputs) < 2 or node.inputs[1] is None:
+        return False
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.input(2)
+    out = node.outputs[0]
+    if not (is_int_code(x.dtype) and w.is_const and w.dtype in (np.dtype(np.int8), np.dtype(np.uint8))
+            and x.rank in (3, 4) and w.rank == x.rank and str(out.dtype) in _OUT_DTYPES):
+        return False
+    if bias is not None and not (bias.is_const and bias.dtype.kind == "i" and bias.size == w.shape[0]):
+        return False
+    a = node.attrs
+    m = w.shape[0]
+    if np.asarray(a.get("x_zp", 0)).size != 1 or not channel_count_ok(a.get("w_zp", 0), m):
+        return False
+    if not _requant_ok(a, m):
+        return False
+    try:
+        _geometry(x.shape, w.shape, a)
+    except Exception:
+        return False
+    return True
+
+
+class _QConvBase(Kernel):
+    op = "QConv"
+
+
+@register_kernel
+class QConvDepthwise(_QConvBase):
+    name = "qconv_depthwise"
+
+    def supports(self, node) -> bool:
+        if not _qconv_common_ok(node):
+            return False
+        c, m = node.inputs[0].shape[1], node.inputs[1].shape[0]
+        return int(node.attrs.get("group", 1)) == c == m and c > 1 and self._plan(node) is not None
+
+    def _plan(self, node):
+        w = node.inputs[1].const
+        wc = _centered_weights(w, node.attrs.get("w_zp", 0), 0).reshape(w.shape[0], -1)
+        amax = code_amax(node.inputs[0].dtype, node.attrs.get("x_zp", 0))
+        s = float(np.abs(wc).sum(axis=1).max()) * amax
+        if s <= F32_EXACT:
+            return F32, wc
+        if s <= F64_EXACT:
+            return F64, wc
+        return None
+
+    def prepare(self, node) -> Prepared:
+        dt, wc = self._plan(node)
+        g, (oh, ow) = _geometry(node.inputs[0].shape, node.inputs[1].shape, node.attrs)
+        nbuf, nacc = qwindow_scratch(oh, ow, *g[:6])
+        scratch = carve_bytes([(dt, (nbuf,)), (dt, (nacc,))])
+        packed = {1: np.ascontiguousarray(wc, dt), **_pack_bias(node, wc.shape[0])}
+        return Prepared(packed=packed, attrs={"qconv_geometry": g, "qconv_precision": dt.name}, scratch=scratch)
+
+    def build(self, b: Binding):
+        kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
+        dt = np.dtype(b.attrs["qconv_precision"])
+        x, out, w = _as4d(b.inputs[0]), _as4d(b.outputs[0]), b.inputs[1]
+        n, c, h, wd = x.shape
+        oh, ow = out.shape[2:]
+        nbuf, nacc = qwindow_scratch(oh, ow, kh, kw, sh, sw, dh, dw)
+        buf, acc = carve(b.scratch, [(dt, (nbuf,)), (dt, (nacc,))])
+        bias = _bias(b, c)
+        m, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, c)
+        z = np.array([b.attrs.get("x_zp", 0)], dt)
+        padv = np.zeros(1, dt)
+        zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
+        xf, of = x.reshape(-1), out.reshape(-1)
+        f = jit("qwindow")
+
+        def run():
+            f(xf, of, w, z, padv, buf, acc, n, c, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, 0,
+              bias, m, r, sft, nm, nr, nn, has_neg, zp, lo, hi)
+        return run
+
+
+@register_kernel
+class QConvGemm(_QConvBase):
+    name = "qconv_gemm"
+
+    def supports(self, node) -> bool:
+        if not _qconv_common_ok(node):
+            return False
+        grp = int(node.attrs.get("group", 1))
+        c, m = node.inputs[0].shape[1], node.inputs[1].shape[0]
+        if grp < 1 or c % grp or m % grp:
+            return False
+        return self._plan(node) is not None
+
+    def _plan(self, node):
+        w = node.inputs[1].const
+        grp = int(node.attrs.get("group", 1))
+        m = w.shape[0]
+        wc = _centered_weights(w, node.attrs.get("w_zp", 0), 0).reshape(grp, m // grp, -1)
+        amax = code_amax(node.inputs[0].dtype, node.attrs.get("x_zp", 0))
+        res = _choose_precision(np.abs(wc).reshape(m, -1), amax)
+        if res is None:
+            return None
+        return res[0], res[1], wc
+
+    def prepare(self, node) -> Prepared:
+        dt, chunks, wc = self._plan(node)
+        g, (oh, ow) = _geometry(node.inputs[0].shape, node.inputs[1].shape, node.attrs)
+        grp, mg, kg = wc.shape
+        p = oh * ow
+        parts = [wc[gi][:, k0:k1].reshape(-1) for gi in range(grp) for k0, k1 in zip(chunks[:-1], chunks[1:])]
+        packed_w = np.ascontiguousarray(np.concatenate(parts), dt)
+        nchunk = len(chunks) - 1
+        scratch = carve_bytes([(dt, (grp * kg, p)), (dt, (nchunk, grp * mg, p))])
+        return Prepared(packed={1: packed_w, **_pack_bias(node, grp * mg)},
+                        attrs={"qconv_geometry": g, "qconv_precision": dt.name, "qconv_chunks": chunks,
+                               "qconv_wshape": [grp, mg, kg]}, scratch=scratch)
+
+    def build(self, b: Binding):
+        kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
+        dt = np.dtype(b.attrs["qconv_precision"])
+        chunks = [int(v) for v in b.attrs["qconv_chunks"]]
+        grp, mg, kg = (int(v) for v in b.attrs["qconv_wshape"])
+        x, out, wflat = _as4d(b.inputs[0]), _as4d(b.outputs[0]), b.inputs[1]
+        n, c, h, wd = x.shape
+        m, oh, ow = out.shape[1:]
+        p = oh * ow
+        nchunk = len(chunks) - 1
+        col, acc = carve(b.scratch, [(dt, (grp * kg, p)), (dt, (nchunk, m, p))])
+        gemms, off = [], 0
+        for gi in range(grp):
+            for j, (k0, k1) in enumerate(zip(chunks[:-1], chunks[1:])):
+                wv = wflat[off:off + mg * (k1 - k0)].reshape(mg, k1 - k0)
+                off += mg * (k1 - k0)
+                gemms.append((wv, col[gi * kg + k0:gi * kg + k1], acc[j, gi * mg:(gi + 1) * mg]))
+        bias = _bias(b, m)
+        mu, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, m)
+        z = np.array([b.attrs.get("x_zp", 0)], dt)
+        zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
+        pointwise = kh == kw == sh == sw == 1 and pt == pl == 0 and (h, wd) == (oh, ow)
+        images = [(x[i].reshape(-1), out[i].reshape(-1)) for i in range(n)]
+        colf, accf = col.reshape(-1), acc.reshape(-1)
+        epi = jit("qepi_rows")
+        mm = np.matmul
+        if pointwise:
+            cen = jit("center")
+
+            def fill(xi):
+                cen(xi, colf, z)
+        else:
+            i2c = jit("qim2col")
+
+            def fill(xi):
+                i2c(xi, colf, z, c, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow)
+
+        def run():
+            for xi, oi in images:
+                fill(xi)
+                for wv, cv, av in gemms:
+                    mm(wv, cv, out=av)
+                epi(accf, nchunk, m, p, bias, mu, r, sft, nm, nr, nn, has_neg, zp, lo, hi, oi)
+        return run
+
+
+# ---------------------------------------------------------------- QGemm
+@register_kernel
+class QGemmKernel(Kernel):
+    op, name = "QGemm", "qgemm"
+
+    def supports(self, node) -> bool:
+        a, bv = node.inputs[0], node.inputs[1]
+        bias = node.input(2)
+        out = node.outputs[0]
+        if not (is_int_code(a.dtype) and a.rank == 2 and bv.is_const and bv.rank == 2
+                and bv.dtype in (np.dtype(np.int8), np.dtype(np.uint8)) and str(out.dtype) in _OUT_DTYPES):
+            return False
+        nout = bv.shape[1]
+        if bias is not None and not (bias.is_const and bias.dtype.kind == "i" and bias.size == nout):
+            return False
+        at = node.attrs
+        if np.asarray(at.get("a_zp", 0)).size != 1 or not channel_count_ok(at.get("b_zp", 0), nout):
+            return False
+        return _requant_ok(at, nout) and self._plan(node) is not None
+
+    def _plan(self, node):
+        bc = _centered_weights(node.inputs[1].const, node.attrs.get("b_zp", 0), 1)   # (K, N)
+        amax = code_amax(node.inputs[0].dtype, node.attrs.get("a_zp", 0))
+        res = _choose_precision(np.abs(bc).T, amax)
+        return None if res is None else (res[0], res[1], bc)
+
+    def prepare(self, node) -> Prepared:
+        dt, chunks, bc = self._plan(node)
+        mrows, k = node.inputs[0].shape
+        nout = bc.shape[1]
+        packed = np.ascontiguousarray(np.concatenate([bc[k0:k1].reshape(-1) for k0, k1 in zip(chunks[:-1],
+                                                                                             chunks[1:])]), dt)
+        scratch = carve_bytes([(dt, (mrows, k)), (dt, (len(chunks) - 1, mrows, nout))])
+        return Prepared(packed={1: packed, **_pack_bias(node, nout)},
+                        attrs={"qgemm_precision": dt.name, "qgemm_chunks": chunks}, scratch=scratch)
+
+    def build(self, b: Binding):
+        dt = np.dtype(b.attrs["qgemm_precision"])
+        chunks = [int(v) for v in b.attrs["qgemm_chunks"]]
+        a, bflat, out = b.inputs[0], b.inputs[1], b.outputs[0]
+        mrows, k = a.shape
+        nout = out.shape[1]
+        nchunk = len(chunks) - 1
+        ac, acc = carve(b.scratch, [(dt, (mrows, k)), (dt, (nchunk, mrows, nout))])
+        gemms, off = [], 0
+        for j, (k0, k1) in enumerate(zip(chunks[:-1], chunks[1:])):
+            gemms.append((ac[:, k0:k1], bflat[off:off + (k1 - k0) * nout].reshape(k1 - k0, nout), acc[j]))
+            off += (k1 - k0) * nout
+        bias = _bias(b, nout)
+        mu, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, nout)
+        z = np.array([b.attrs.get("a_zp", 0)], dt)
+        zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
+        af, acf, accf, of = a.reshape(-1), ac.reshape(-1), acc.reshape(-1), out.reshape(-1)
+        cen, epi = jit("center"), jit("qepi_cols")
+        mm = np.matmul
+
+        def run():
+            cen(af, acf, z)
+            for av, bw, o in gemms:
+                mm(av, bw, out=o)
+            epi(accf, nchunk, mrows, nout, bias, mu, r, sft, nm, nr, nn, has_neg, zp, lo, hi, of)
+        return run
+
+
+# ---------------------------------------------------------------- QMatMul
+def _qmatmul_plan(node):
+    a, bv = node.inputs
+    k = a.shape[-1]
+    amax = code_amax(a.dtype, node.attrs.get("a_zp", 0)) * code_amax(bv.dtype, node.attrs.get("b_zp", 0))
+    per = int(F32_EXACT // max(amax, 1))
+    if per >= 1:
+        nchunk = -(-k // per)
+        if nchunk <= MAX_F32_CHUNKS:
+            return F32, [min(i * per, k) for i in range(nchunk)] + [k]
+    if float(k) * amax <= F64_EXACT:
+        return F64, [0, k]
+    return None
+
+
+@register_kernel
+class QMatMulKernel(Kernel):
+    op, name = "QMatMul", "qmatmul"
+
+    def supports(self, node) -> bool:
+        a, bv = node.inputs
+        out = node.outputs[0]
+        at = node.attrs
+        if not (is_int_code(a.dtype) and is_int_code(bv.dtype) and a.rank >= 2 and bv.rank >= 2
+                and str(out.dtype) in _OUT_DTYPES and a.size and bv.size):
+            return False
+        if any(np.asarray(at.get(k, 0)).size != 1 for k in ("a_zp", "b_zp", "y_zp")):
+            return False
+        return scalar_rq(at["multiplier"], at["shift"]) is not None and shift_ok(at["shift"]) and \
+            _qmatmul_plan(node) is not None
+
+    def prepare(self, node) -> Prepared:
+        dt, chunks = _qmatmul_plan(node)
+        a, bv = node.inputs
+        out = node.outputs[0]
+        scratch = carve_bytes([(dt, a.shape), (dt, bv.shape), (dt, (len(chunks) - 1,) + tuple(out.shape))])
+        return Prepared(attrs={"qmatmul_precision": dt.name, "qmatmul_chunks": chunks}, scratch=scratch)
+
+    def build(self, b: Binding):
+        dt = np.dtype(b.attrs["qmatmul_precision"])
+        chunks = [int(v) for v in b.attrs["qmatmul_chunks"]]
+        a, bv = b.inputs
+        out = b.outputs[0]
+        nchunk = len(chunks) - 1
+        ac, bc, acc = carve(b.scratch, [(dt, a.shape), (dt, bv.shape), (dt, (nchunk,) + out.shape)])
+        if nchunk == 1:
+            gemms = [(ac, bc, acc[0])]
+        else:
+            gemms = [(ac[..., k0:k1], bc[..., k0:k1, :], acc[j])
+                     for j, (k0, k1) in enumerate(zip(chunks[:-1], chunks[1:]))]
+        at = b.attrs
+        m, r, n = scalar_rq(at["multiplier"], at["shift"])
+        za, zb = np.array([at.get("a_zp", 0)], dt), np.array([at.get("b_zp", 0)], dt)
+        zp, lo, hi = int(at.get("y_zp", 0)), int(at["act_min"]), int(at["act_max"])
+        af, bf, acf, bcf = a.reshape(-1), bv.reshape(-1), ac.reshape(-1), bc.reshape(-1)
+        accf, of = acc.reshape(-1), out.reshape(-1)
+        size = out.size
+        cen, epi = jit("center"), jit("qepi_flat")
+        mm = np.matmul
+
+        def run():
+            cen(af, acf, za)
+            cen(bf, bcf, zb)
+            for x, y, o in gemms:
+                mm(x, y, out=o)
+            epi(accf, nchunk, size, m, r, n, zp, lo, hi, of)
+        return run
