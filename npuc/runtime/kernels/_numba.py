@@ -27,6 +27,14 @@ import numpy as np
 (ACT_NONE, ACT_RELU, ACT_CLIP, ACT_LEAKY, ACT_SIGMOID, ACT_HARDSIGMOID, ACT_HARDSWISH, ACT_TANH, ACT_SWISH,
  ACT_PRELU) = range(10)
 
+def ro(a: np.ndarray) -> np.ndarray:
+    """A read-only view: constant arguments (weights, biases, tables) are always passed
+    read-only, as the mapped constants are, so each loop compiles one specialization."""
+    v = a.view()
+    v.setflags(write=False)
+    return v
+
+
 def parse_activation(attrs: dict[str, Any]) -> tuple[int, float, float] | None:
     """The fused activation of a node from its ``activation`` attribute, as ``(act, a0, a1)``.
 

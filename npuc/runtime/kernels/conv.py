@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ops.spatial import window_geometry
-from ._numba import (ACT_NONE, ACT_SIGMOID, ACT_SWISH, ACT_TANH, jit, parse_activation, prelu_slope,
+from ._numba import (ACT_NONE, ACT_SIGMOID, ACT_SWISH, ACT_TANH, jit, parse_activation, prelu_slope, ro,
                      window_scratch)
 from .base import Binding, Kernel, Prepared, register_kernel
 
@@ -59,8 +59,8 @@ def _as4d(a: np.ndarray) -> np.ndarray:
 def _bias(b: Binding, m: int) -> tuple[np.ndarray, bool]:
     bias = b.inputs[2] if len(b.inputs) > 2 else None
     if bias is None:
-        return np.zeros(m, F32), False
-    return np.ascontiguousarray(bias, F32).reshape(m), True
+        return ro(np.zeros(m, F32)), False
+    return ro(np.ascontiguousarray(bias, F32).reshape(m)), True
 
 
 def _window_buffers(scratch: np.ndarray, oh, ow, kh, kw, sh, sw, dh, dw):
@@ -146,7 +146,7 @@ def _epilogue(out3: np.ndarray, b: Binding):
         return None
     ep = jit("epilogue")
     flat, p = out3.reshape(-1), out3.shape[2]
-    slope = prelu_slope(b.attrs, b.outputs[0].shape)
+    slope = ro(prelu_slope(b.attrs, b.outputs[0].shape))
 
     def run():
         ep(flat, p, bias, has_bias, act, a0, a1, slope)
@@ -205,8 +205,9 @@ class ConvDepthwise(_ConvBase):
         buf, acc = _window_buffers(b.scratch, oh, ow, kh, kw, sh, sw, dh, dw)
         act, a0, a1 = _loop_act(b)
         xf, of = x.reshape(-1), out.reshape(-1)
-        inv = np.zeros(1, F32)
-        slope = prelu_slope(b.attrs, b.outputs[0].shape)
+        inv = ro(np.zeros(1, F32))
+        slope = ro(prelu_slope(b.attrs, b.outputs[0].shape))
+        w = ro(w)
         f = jit("window2d")
 
         def run():
@@ -326,7 +327,7 @@ class ConvWinograd(_ConvBase):
         mt3 = np.lib.stride_tricks.as_strided(mt, (16, m, t), (4 * ksm, 4 * t, 4))
         bias, _ = _bias(b, m)
         act, a0, a1 = _loop_act(b)
-        slope = prelu_slope(b.attrs, out.shape)
+        slope = ro(prelu_slope(b.attrs, out.shape))
         images = [(x[i].reshape(-1), out[i].reshape(-1)) for i in range(n)]
         fin, fout = jit("winograd_in"), jit("winograd_out")
         mm = np.matmul

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba import ACT_NONE, ACT_PRELU, jit, parse_activation
+from ._numba import ACT_NONE, ACT_PRELU, jit, parse_activation, ro
 from .base import Binding, Kernel, Prepared, register_kernel
 
 F32 = np.dtype(np.float32)
@@ -76,9 +76,9 @@ class GemmF32(Kernel):
         if has_bias:
             cc = c if c.ndim == 2 else c.reshape((1,) * (2 - c.ndim) + c.shape)
             bias2 = np.broadcast_to(cc, (m, n))
-            full = np.ascontiguousarray(bias2, F32).reshape(-1) if const_c else None
+            full = ro(np.ascontiguousarray(bias2, F32).reshape(-1)) if const_c else ro(np.zeros(1, F32))
         else:
-            bias2, full = None, np.zeros(1, F32)
+            bias2, full = None, ro(np.zeros(1, F32))
         act, a0, a1 = (int(v) if i == 0 else float(v) for i, v in enumerate(at["fused_activation"]))
         flat = out.reshape(-1)
         mm = np.matmul
@@ -119,7 +119,7 @@ class MatMulF32(Kernel):
                 mm(am, bm, out=out)
             return run
         ep = jit("add_act")
-        flat, dummy = out.reshape(-1), np.zeros(1, F32)
+        flat, dummy = out.reshape(-1), ro(np.zeros(1, F32))
 
         def run():
             mm(am, bm, out=out)

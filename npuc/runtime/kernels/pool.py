@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ops.spatial import window_geometry
-from ._numba import jit
+from ._numba import jit, ro
 from .conv import _window_buffers, window_scratch_bytes
 from .base import Binding, Kernel, Prepared, register_kernel
 
@@ -79,12 +79,12 @@ class _Pool(Kernel):
         oh, ow = out.shape[2:]
         buf, acc = _window_buffers(b.scratch, oh, ow, kh, kw, sh, sw, dh, dw)
         if self.mode == 2:
-            inv = _inv_counts(oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, h, wd, he, we,
-                              bool(int(b.attrs.get("count_include_pad", 0))))
+            inv = ro(_inv_counts(oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, h, wd, he, we,
+                                 bool(int(b.attrs.get("count_include_pad", 0)))))
         else:
-            inv = np.zeros(1, F32)
+            inv = ro(np.zeros(1, F32))
         xf, of = x.reshape(-1), out.reshape(-1)
-        w, bias = np.zeros((1, 1), F32), np.zeros(1, F32)
+        w, bias = ro(np.zeros((1, 1), F32)), ro(np.zeros(1, F32))
         mode = self.mode
         f = jit("window2d")
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from ...ops.tensor import (normalize_slice, pad_widths, resize_output_shape, resize_source_coords, resize_taps,
                            slice_as_index, split_sizes)
-from ._numba import ACT_NONE, jit, parse_activation, prelu_slope
+from ._numba import ACT_NONE, jit, parse_activation, prelu_slope, ro
 from .base import Binding, Kernel, Prepared, register_kernel
 
 F32 = np.dtype(np.float32)
@@ -427,7 +427,7 @@ class BatchNormF32(Kernel):
                 f(xf, of, a, sh, c, p)
             return run
         ep = jit("epilogue")
-        slope = prelu_slope(b.attrs, b.outputs[0].shape)
+        slope = ro(prelu_slope(b.attrs, b.outputs[0].shape))
 
         def run():
             f(xf, of, a, sh, c, p)
