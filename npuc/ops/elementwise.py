@@ -190,8 +190,102 @@ _unary("Cosh", np.cosh)
 _unary("Asinh", np.arcsinh)
 _unary("Acosh", np.arccosh)
 _unary("Atanh", np.arctanh)
-_unary("IsNaN", np.isnan)
 _unary("Erf", lambda x: _erf(x))
+
+
+
+def _bool_infer(ctx):
+    return [(np.dtype(bool), ctx.shape(0))]
+
+
+@register("IsNaN", infer=_bool_infer, flags=("elementwise", "unary"))
+def isnan(x):
+    """True where ``x`` is NaN (bool output)."""
+    return np.isnan(x)
+
+
+@register("IsInf", attrs={"detect_negative": 1, "detect_positive": 1}, infer=_bool_infer,
+          flags=("elementwise", "unary"))
+def isinf(x, *, detect_negative, detect_positive):
+    """True where ``x`` is +inf (with ``detect_positive``) or -inf (with ``detect_negative``)."""
+    x = np.asarray(x)
+    pos = np.isposinf(x) if detect_positive else np.zeros(x.shape, bool)
+    neg = np.isneginf(x) if detect_negative else np.zeros(x.shape, bool)
+    return pos | neg
+
+
+@register("Shrink", attrs={"bias": 0.0, "lambd": 0.5}, infer=same_as_input, flags=_UNARY)
+def shrink(x, *, bias, lambd):
+    """``x + bias`` where ``x < -lambd``, ``x - bias`` where ``x > lambd``, else 0."""
+    x = np.asarray(x)
+    xf = x.astype(np.float64)
+    y = np.where(xf < -lambd, xf + bias, np.where(xf > lambd, xf - bias, 0.0))
+    return y.astype(x.dtype)
+
+
+# ---------------------------------------------------------------- bitwise
+def _int_check(ctx, what="inputs"):
+    for i, v in enumerate(ctx.inputs):
+        if v is not None and v.dtype.kind not in "iu":
+            raise ctx.fail(f"{what} must be integers, input {i} is {v.dtype}")
+
+
+def _bitwise_infer(ctx):
+    _int_check(ctx)
+    return broadcast_same_dtype(ctx)
+
+
+@register("BitwiseAnd", inputs=2, infer=_bitwise_infer, flags=("elementwise", "commutative"))
+def bitwise_and(a, b):
+    return np.bitwise_and(a, b).astype(np.asarray(a).dtype, copy=False)
+
+
+@register("BitwiseOr", inputs=2, infer=_bitwise_infer, flags=("elementwise", "commutative"))
+def bitwise_or(a, b):
+    return np.bitwise_or(a, b).astype(np.asarray(a).dtype, copy=False)
+
+
+@register("BitwiseXor", inputs=2, infer=_bitwise_infer, flags=("elementwise", "commutative"))
+def bitwise_xor(a, b):
+    return np.bitwise_xor(a, b).astype(np.asarray(a).dtype, copy=False)
+
+
+def _bitwise_not_infer(ctx):
+    _int_check(ctx, "input")
+    return same_as_input(ctx)
+
+
+@register("BitwiseNot", infer=_bitwise_not_infer, flags=_UNARY)
+def bitwise_not(x):
+    return np.invert(x)
+
+
+def _bitshift_infer(ctx):
+    _int_check(ctx)
+    if ctx.attrs["direction"] not in ("LEFT", "RIGHT"):
+        raise ctx.fail(f"direction {ctx.attrs['direction']!r} is not LEFT or RIGHT")
+    return broadcast_same_dtype(ctx)
+
+
+@register("BitShift", inputs=2, attrs={"direction": "LEFT"}, infer=_bitshift_infer, flags=("elementwise",))
+def bitshift(x, y, *, direction):
+    """``x << y`` or ``x >> y`` elementwise. Shifts by ≥ the bit width (or negative amounts)
+    give 0, or −1 for a right shift of a negative signed value; a left shift of a signed
+    value shifts its two's-complement bits (wrapping)."""
+    x, y = np.broadcast_arrays(np.asarray(x), np.asarray(y))
+    dt = x.dtype
+    bits = dt.itemsize * 8
+    y64 = y.astype(np.int64)
+    bad = (y64 < 0) | (y64 >= bits)
+    ys = np.where(bad, 0, y64).astype(np.dtype(f"u{dt.itemsize}"))
+    if direction == "LEFT":
+        u = x.view(np.dtype(f"u{dt.itemsize}")) if dt.kind == "i" else x
+        r = np.left_shift(u, ys).view(dt) if dt.kind == "i" else np.left_shift(u, ys)
+        return np.where(bad, dt.type(0), r).astype(dt)
+    r = np.right_shift(x, ys.astype(dt) if dt.kind == "i" else ys)
+    fill = np.where(x < 0, -1, 0).astype(dt) if dt.kind == "i" else np.zeros((), dt)
+    return np.where(bad, fill, r).astype(dt)
+
 
 # ---------------------------------------------------------------- activations
 _unary("Relu", lambda x: np.maximum(x, 0), _ACT)

@@ -575,3 +575,48 @@ def hardmax(x, *, axis):
     y = np.zeros(x.shape, x.dtype)
     np.put_along_axis(y, idx, 1, axis=a)
     return y
+
+
+# ---------------------------------------------------------------- RMS and Lp normalization
+def _rmsnorm_infer(ctx: InferContext):
+    x = ctx.shape(0)
+    a = normalize_axis(int(ctx.attrs["axis"]), len(x), ctx)
+    try:
+        ok = broadcast_shapes(ctx.shape(1), x, node=ctx.node_name) == tuple(x)
+    except ShapeError:
+        ok = False
+    if not ok or len(ctx.shape(1)) > len(x) - a:
+        raise ctx.fail(f"scale {list(ctx.shape(1))} must broadcast to the normalized shape {list(x[a:])}")
+    return [(ctx.dtype(0), x)]
+
+
+@register("RMSNormalization", attrs={"axis": -1, "epsilon": 1e-5, "stash_type": 1},
+          infer=_rmsnorm_infer, inputs=2)
+def rms_normalization(x, scale, *, axis, epsilon, stash_type):
+    """``Y = X / sqrt(mean(X², over dims axis..rank-1) + epsilon) · scale`` (opset 23)."""
+    a = normalize_axis(int(axis), x.ndim)
+    xd = np.asarray(x, np.float64)
+    ms = (xd * xd).mean(axis=tuple(range(a, x.ndim)), keepdims=True)
+    y = xd / np.sqrt(ms + epsilon) * np.asarray(scale, np.float64)
+    return y.astype(x.dtype)
+
+
+def _lpnorm_infer(ctx: InferContext):
+    normalize_axis(int(ctx.attrs["axis"]), len(ctx.shape(0)), ctx)
+    if int(ctx.attrs["p"]) not in (1, 2):
+        raise ctx.fail(f"p={ctx.attrs['p']} must be 1 or 2")
+    return [(ctx.dtype(0), ctx.shape(0))]
+
+
+@register("LpNormalization", attrs={"axis": -1, "p": 2}, infer=_lpnorm_infer)
+def lp_normalization(x, *, axis, p):
+    """``x / ||x||_p`` along ``axis`` (p = 1 or 2); a zero norm gives 0."""
+    a = normalize_axis(int(axis), x.ndim)
+    xd = np.asarray(x, np.float64)
+    if int(p) == 1:
+        norm = np.abs(xd).sum(axis=a, keepdims=True)
+    else:
+        norm = np.sqrt((xd * xd).sum(axis=a, keepdims=True))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.where(norm == 0, 0.0, xd / norm)
+    return y.astype(x.dtype)

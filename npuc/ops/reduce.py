@@ -285,19 +285,48 @@ def _cumsum_infer(ctx: InferContext):
     return [(ctx.dtype(0), ctx.shape(0))]
 
 
-@register("CumSum", inputs=2, attrs={"exclusive": 0, "reverse": 0}, infer=_cumsum_infer,
-          const_inputs=(1,))
-def cumsum(x, axis, *, exclusive, reverse):
-    """Running sum of ``x`` along the scalar ``axis``."""
+def _cumulative(x, axis, exclusive, reverse, fn, identity):
     x = np.asarray(x)
     a = int(np.asarray(axis).reshape(-1)[0])
     a = a + x.ndim if a < 0 else a
     y = np.flip(x, a) if reverse else x
-    c = np.cumsum(y, axis=a, dtype=x.dtype)
+    c = fn(y, axis=a, dtype=x.dtype)
     if exclusive:
-        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=a)),
-                            np.take(c, np.arange(c.shape[a] - 1), axis=a)], axis=a)
+        first = np.full_like(np.take(c, [0], axis=a), identity)
+        c = np.concatenate([first, np.take(c, np.arange(c.shape[a] - 1), axis=a)], axis=a)
     return np.flip(c, a) if reverse else c
+
+
+@register("CumSum", inputs=2, attrs={"exclusive": 0, "reverse": 0}, infer=_cumsum_infer,
+          const_inputs=(1,))
+def cumsum(x, axis, *, exclusive, reverse):
+    """Running sum of ``x`` along the scalar ``axis``."""
+    return _cumulative(x, axis, exclusive, reverse, np.cumsum, 0)
+
+
+@register("CumProd", inputs=2, attrs={"exclusive": 0, "reverse": 0}, infer=_cumsum_infer,
+          const_inputs=(1,))
+def cumprod(x, axis, *, exclusive, reverse):
+    """Running product of ``x`` along the scalar ``axis`` (``exclusive``: the first output is 1)."""
+    return _cumulative(x, axis, exclusive, reverse, np.cumprod, 1)
+
+
+# ---------------------------------------------------------------- Det
+
+def _det_infer(ctx: InferContext):
+    s = ctx.shape(0)
+    if len(s) < 2 or s[-1] != s[-2]:
+        raise ctx.fail(f"input must be (..., M, M), got {list(s)}")
+    if ctx.dtype(0).kind != "f":
+        raise ctx.fail(f"input must be a float tensor, got {ctx.dtype(0)}")
+    return [(ctx.dtype(0), s[:-2])]
+
+
+@register("Det", infer=_det_infer)
+def det(x):
+    """Determinant of each square matrix in the last two axes (LU in float64)."""
+    x = np.asarray(x)
+    return np.asarray(np.linalg.det(x.astype(np.float64))).astype(x.dtype)
 
 
 # ---------------------------------------------------------------- Einsum

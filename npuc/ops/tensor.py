@@ -925,6 +925,20 @@ def cast_like(x, target, *, saturate):
     return _cast(x, np.asarray(target).dtype)
 
 
+def _bitcast_infer(ctx):
+    dt = _wrap(ctx, onnx_dtype, ctx.attrs["to"])
+    if dt.itemsize != ctx.dtype(0).itemsize:
+        raise ctx.fail(f"cannot bit-cast {ctx.dtype(0)} ({ctx.dtype(0).itemsize * 8} bits) to {dt} "
+                       f"({dt.itemsize * 8} bits): the widths differ")
+    return [(dt, ctx.shape(0))]
+
+
+@register("BitCast", attrs={"to": REQUIRED}, infer=_bitcast_infer)
+def bitcast(x, *, to):
+    """Reinterpret the bits of each element as type ``to`` (same width)."""
+    return np.ascontiguousarray(x).view(onnx_dtype(to))
+
+
 # ====================================================================== block rearrangement
 def _d2s_infer(ctx):
     s = ctx.shape(0)
@@ -953,15 +967,19 @@ def _s2d_infer(ctx):
     b = ctx.attrs["blocksize"]
     if len(s) != 4 or b < 1 or s[2] % b or s[3] % b:
         raise ctx.fail(f"input {s} must be 4-D with H and W divisible by blocksize {b}")
+    if ctx.attrs["mode"] not in ("DCR", "CRD"):
+        raise ctx.fail(f"mode {ctx.attrs['mode']!r} is not DCR or CRD")
     return [(ctx.dtype(0), (s[0], s[1] * b * b, s[2] // b, s[3] // b))]
 
 
-@register("SpaceToDepth", attrs={"blocksize": REQUIRED}, infer=_s2d_infer)
-def space_to_depth(x, *, blocksize):
-    """NCHW → N, C·b², H/b, W/b (inverse of DepthToSpace DCR)."""
+@register("SpaceToDepth", attrs={"blocksize": REQUIRED, "mode": "DCR"}, infer=_s2d_infer)
+def space_to_depth(x, *, blocksize, mode):
+    """NCHW → N, C·b², H/b, W/b: the inverse of DepthToSpace in the same ``mode`` (DCR puts
+    the block offsets before the channel in the output depth, CRD after it)."""
     n, c, h, w = np.shape(x)
     b = blocksize
-    t = np.reshape(x, (n, c, h // b, b, w // b, b)).transpose(0, 3, 5, 1, 2, 4)
+    t = np.reshape(x, (n, c, h // b, b, w // b, b))
+    t = t.transpose(0, 3, 5, 1, 2, 4) if mode == "DCR" else t.transpose(0, 1, 3, 5, 2, 4)
     return t.reshape(n, c * b * b, h // b, w // b)
 
 
