@@ -70,9 +70,14 @@ CONV_CASES = [
     # (x shape, w shape, attrs, bias, kernel)
     ((1, 8, 13, 11), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}, True, "conv_depthwise"),
     ((2, 6, 15, 14), (6, 1, 3, 3), {"group": 6, "strides": [2, 2], "dilations": [2, 2], "pads": [2, 1, 0, 3]},
+     True, "conv_depthwise_cl"),
+    ((2, 6, 25, 24), (6, 1, 3, 3), {"group": 6, "strides": [2, 2], "dilations": [2, 2], "pads": [2, 1, 0, 3]},
      True, "conv_depthwise"),
+    ((1, 40, 7, 7), (40, 1, 3, 3), {"group": 40, "pads": [1, 1, 1, 1]}, True, "conv_depthwise_cl"),
+    ((2, 24, 13, 14), (24, 1, 5, 5), {"group": 24, "strides": [2, 2], "pads": [2, 2, 1, 1]}, False,
+     "conv_depthwise_cl"),
     ((1, 5, 17, 16), (5, 1, 5, 5), {"group": 5, "strides": [2, 2], "pads": [2, 2, 2, 2]}, False, "conv_depthwise"),
-    ((1, 4, 9, 10), (4, 1, 3, 2), {"group": 4, "strides": [1, 3], "auto_pad": "SAME_UPPER"}, True,
+    ((1, 4, 19, 20), (4, 1, 3, 2), {"group": 4, "strides": [1, 3], "auto_pad": "SAME_UPPER"}, True,
      "conv_depthwise"),
     ((1, 3, 20), (3, 1, 3), {"group": 3, "pads": [1, 1]}, True, "conv_depthwise"),
     ((1, 16, 7, 9), (24, 16, 1, 1), {}, True, "conv_1x1"),
@@ -110,13 +115,14 @@ def test_conv(xs, ws, attrs, bias, kernel):
 ])
 @pytest.mark.parametrize("ws,attrs,kernel", [
     ((6, 1, 3, 3), {"group": 6, "pads": [1, 1, 1, 1]}, "conv_depthwise"),
+    ((6, 1, 3, 3), {"group": 6, "strides": [2, 2], "pads": [1, 1, 1, 1]}, "conv_depthwise_cl"),
     ((6, 6, 1, 1), {}, "conv_1x1"),
     ((6, 6, 3, 3), {"strides": [2, 2]}, "conv_im2col"),
     ((16, 6, 3, 3), {"pads": [1, 1, 1, 1]}, "conv_winograd"),
 ])
 def test_conv_fused_activation(activation, fn, ws, attrs, kernel):
     c = 16 if kernel == "conv_winograd" else 6
-    ws = (ws[0], c) + ws[2:] if kernel != "conv_depthwise" else ws
+    ws = (ws[0], c) + ws[2:] if not kernel.startswith("conv_depthwise") else ws
     if kernel == "conv_winograd" and activation["op"] == "PRelu":
         activation = {"op": "PRelu", "slope": np.linspace(-0.5, 0.5, 16, dtype=np.float32).reshape(16, 1, 1)}
         fn = lambda y: np.where(y >= 0, y, y * np.linspace(-0.5, 0.5, 16, dtype=np.float32).reshape(16, 1, 1))  # noqa

@@ -469,6 +469,44 @@ def window2d(x, out, w, bias, inv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw,
                         out[ob + t] = acc[ab + t]
 
 
+def depthwise_cl(x, out, w, bias, xt, ot, C, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl, act, a0, a1, slope):
+    """Depthwise conv of one image on small feature maps, vectorized across channels: the
+    input is transposed to channels-last ``xt (H·W, C)``, each output pixel accumulates
+    ``w[tap, :] · xt[pixel, :]`` over its in-bounds taps into ``ot (OH·OW, C)``, which is
+    transposed back into ``out (C, OH, OW)`` (flat), then the activation per channel."""
+    HW = H * W
+    for c in range(C):
+        xb = max(c * HW, 0)
+        for p in range(HW):
+            xt[p * C + c] = x[xb + p]
+    for oh in range(OH):
+        for ow in range(OW):
+            ob = max((oh * OW + ow) * C, 0)
+            for c in range(C):
+                ot[ob + c] = bias[c]
+            for i in range(KH):
+                ih = oh * sh - pt + i * dh
+                if ih < 0 or ih >= H:
+                    continue
+                for j in range(KW):
+                    iw = ow * sw - pl + j * dw
+                    if iw < 0 or iw >= W:
+                        continue
+                    xb = max((ih * W + iw) * C, 0)
+                    wb = max((i * KW + j) * C, 0)
+                    for c in range(C):
+                        ot[ob + c] += w[wb + c] * xt[xb + c]
+    P = OH * OW
+    for c in range(C):
+        obase = max(c * P, 0)
+        for p in range(P):
+            out[obase + p] = ot[p * C + c]
+        if act == 9:
+            act_row(out, obase, P, 3, float(slope[c % slope.shape[0]]), 0.0)
+        elif act != 0:
+            act_row(out, obase, P, act, a0, a1)
+
+
 def winograd_in(x, pad, V, ks, C, H, W, pt, pl, TH, TW):
     """Winograd F(2×2, 3×3) input transform of one image ``x (C·H·W)`` (flat):
     ``V[k, c, t] = (Bᵀ d B)[k // 4, k % 4]`` for the 4×4 input tile ``d`` of output tile
@@ -722,7 +760,7 @@ def scale_shift(x, out, a, b, C, P):
 
 # --------------------------------------------------------------------------- lazy jit
 _SOURCES: dict[str, Callable] = {f.__name__: f for f in (
-    epilogue, add_act, im2col, im2col_s2d, window2d, winograd_in, winograd_out, global_avg, global_max, softmax,
+    epilogue, add_act, im2col, im2col_s2d, window2d, depthwise_cl, winograd_in, winograd_out, global_avg, global_max, softmax,
     softmax_last, resize_linear2d, gather2d, scale_shift)}
 _HELPERS = {"_tap": ("always", _tap), "act_row": ("never", act_row), "_fill_s2": ("never", _fill_s2),
             "_s2d_fill": ("never", _s2d_fill),

@@ -4,6 +4,8 @@
   splits each zero-padded channel by stride phase into its scratch, then computes the
   channel as one long vectorized loop per tap set (any kernel size, stride, dilation,
   padding; 3×3 unrolled), bias and activation fused.
+* ``conv_depthwise_cl``: the same on small outputs (≤ 64 pixels), vectorized across
+  channels through a channels-last copy in scratch.
 * ``conv_1x1`` (1×1 kernel, stride 1, no padding, group 1): one GEMM on the input itself,
   ``Y[n] (M, H·W) = W (M, C) · X[n] (C, H·W)`` — ``np.matmul(W, X, out=Y)``, no im2col.
 * ``conv_winograd`` (3×3, stride 1, dilation 1, group 1, ≥ 16 channels in and out):
@@ -176,15 +178,61 @@ class _ConvBase(Kernel):
         return 0
 
 
+def _depthwise_ok(node) -> bool:
+    if not _conv_ok(node):
+        return False
+    c, m = node.inputs[0].shape[1], node.inputs[1].shape[0]
+    return int(node.attrs.get("group", 1)) == c == m and c > 1
+
+
+@register_kernel
+class ConvDepthwiseCL(_ConvBase):
+    """Depthwise conv on small outputs (≤ 64 pixels, e.g. 7×7): per-plane loops are too short
+    to vectorize there, so the image is transposed to channels-last in scratch and the loops
+    run across channels (:func:`~._numba.depthwise_cl`); weights packed ``(KH·KW, C)``."""
+
+    name = "conv_depthwise_cl"
+    MAX_PIXELS = 64
+
+    def supports(self, node) -> bool:
+        return (_depthwise_ok(node) and node.inputs[0].rank == 4
+                and int(np.prod(node.outputs[0].shape[2:])) <= self.MAX_PIXELS)
+
+    def scratch_bytes(self, node) -> int:
+        x, y = node.inputs[0], node.outputs[0]
+        return 4 * (_align16(int(np.prod(x.shape[1:]))) + int(np.prod(y.shape[1:])))
+
+    def prepare(self, node) -> Prepared:
+        w = node.inputs[1].const
+        return self._prepared(node, w.reshape(w.shape[0], -1).T)
+
+    def build_core(self, b: Binding):
+        kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["conv_geometry"])
+        x, out = b.inputs[0], b.outputs[0]
+        w = ro(b.inputs[1].reshape(-1))
+        n, c, h, wd = x.shape
+        oh, ow = out.shape[2:]
+        nx = _align16(c * h * wd)
+        sc = b.scratch[:4 * (nx + c * oh * ow)].view(F32)
+        xt, ot = sc[:c * h * wd], sc[nx:nx + c * oh * ow]
+        bias, _ = _bias(b, c)
+        act, a0, a1 = _loop_act(b)
+        slope = ro(prelu_slope(b.attrs, out.shape))
+        images = [(x[i].reshape(-1), out[i].reshape(-1)) for i in range(n)]
+        f = jit("depthwise_cl")
+
+        def run():
+            for xi, oi in images:
+                f(xi, oi, w, bias, xt, ot, c, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, act, a0, a1, slope)
+        return run
+
+
 @register_kernel
 class ConvDepthwise(_ConvBase):
     name = "conv_depthwise"
 
     def supports(self, node) -> bool:
-        if not _conv_ok(node):
-            return False
-        c, m = node.inputs[0].shape[1], node.inputs[1].shape[0]
-        return int(node.attrs.get("group", 1)) == c == m and c > 1
+        return _depthwise_ok(node)
 
     def scratch_bytes(self, node) -> int:
         (kh, kw, sh, sw, dh, dw, _pt, _pl), geo = _geometry(node)
