@@ -43,6 +43,10 @@ class CompileOptions:
     per_tensor_weights: bool = False
     quant_scheme: str | None = None           # JSON file: per-tensor precision and ranges
     export_quant_scheme: str | None = None
+    auto_mixed_precision: bool = False
+    min_cosine: float = 0.99
+    mixed_precision_type: str = "int16"       # int16 | float
+    dump_quant_error: str | None = None       # folder (or .csv path) for the per-layer report
     progress: bool = False
 
     @property

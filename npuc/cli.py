@@ -94,7 +94,14 @@ def cmd_compile(args) -> int:
     from . import api
 
     shapes = dict(parse_input_shape(s) for s in args.input_shape or [])
-    report = api.compile(args.model, args.output, target=args.target, input_shapes=shapes, dump_dir=args.dump_dir)
+    quant = {k: getattr(args, k) for k in ("dataset", "calib_samples", "quant_type", "w_quant_type",
+                                          "symmetric_activations", "calibrate_method", "percentile",
+                                          "per_tensor_weights", "quant_scheme", "export_quant_scheme",
+                                          "auto_mixed_precision", "min_cosine", "mixed_precision_type",
+                                          "dump_quant_error")
+             if getattr(args, k, None) not in (None, False)}
+    report = api.compile(args.model, args.output, target=args.target, input_shapes=shapes, dump_dir=args.dump_dir,
+                         progress=not args.json and sys.stderr.isatty(), **quant)
     if args.json:
         print(json.dumps(report.__dict__, indent=2))
     else:
@@ -348,6 +355,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fix an input's shape (repeatable)")
     c.add_argument("--dump-dir", help="write the graph as text after every pass into this folder")
     c.add_argument("--json", action="store_true", help="print the compile report as JSON")
+    q = c.add_argument_group("quantization (any of --dataset, --quant-type, --quant-scheme turns it on)")
+    q.add_argument("--dataset", help="calibration data: .npz (keys = input names), or a folder of .npy/.bin/images")
+    q.add_argument("--calib-samples", type=int, metavar="N", help="use at most N calibration samples")
+    q.add_argument("--quant-type", choices=["uint8", "int8", "int16"], help="activation type (default uint8)")
+    q.add_argument("--w-quant-type", choices=["int8", "uint8"], help="weight type (default int8)")
+    q.add_argument("--symmetric-activations", action="store_true", help="int8 activations with zero point 0")
+    q.add_argument("--calibrate-method", choices=["minmax", "percentile", "kl", "mse"],
+                   help="how clipping ranges are chosen (see docs/quantization.md)")
+    q.add_argument("--percentile", type=float, help="percentile for --calibrate-method percentile (99.99)")
+    q.add_argument("--per-tensor-weights", action="store_true", help="one weight scale per tensor, not per channel")
+    q.add_argument("--quant-scheme", metavar="FILE", help="per-tensor precision and ranges (JSON) to apply")
+    q.add_argument("--export-quant-scheme", metavar="FILE", help="write the per-tensor precision and ranges used")
+    q.add_argument("--auto-mixed-precision", action="store_true",
+                   help="keep the fewest layers in higher precision needed to reach --min-cosine")
+    q.add_argument("--min-cosine", type=float, help="target output cosine vs float (default 0.99)")
+    q.add_argument("--mixed-precision-type", choices=["int16", "float"], help="precision of promoted layers")
+    q.add_argument("--dump-quant-error", metavar="DIR", help="write per-layer cosine/relative error (CSV, PNG)")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled model on inputs from an .npz file")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from ..errors import OptionError
 from ..ir import Graph
@@ -68,8 +69,22 @@ def quantize_model(graph: Graph, opts, *, timings=None) -> Graph:
     missing = [v.name for v in _float_values(graph) if v.name not in ranges
                and cfg.overrides.get(v.name, cfg.act_type) != "float"]
     cal = None
-    if missing:
+    needs_data = missing or opts.auto_mixed_precision or opts.dump_quant_error
+    if needs_data:
         cal = calibrate_graph(graph, opts, timings=timings)
+    if opts.auto_mixed_precision:
+        from .mixed import auto_mixed_precision
+
+        t0 = time.perf_counter()
+        result = auto_mixed_precision(graph, cal, cfg, _eval_samples(opts, graph), min_cosine=opts.min_cosine,
+                                      promote_to=opts.mixed_precision_type)
+        cfg = replace(cfg, overrides={**cfg.overrides, **result.overrides})
+        log.info("mixed precision: %d layer(s) in %s, cosine %.5f -> %.5f (%d evaluations)",
+                 len(result.overrides), opts.mixed_precision_type, result.base_cosine, result.final_cosine,
+                 result.evaluations)
+        if timings is not None:
+            timings["mixed_precision"] = time.perf_counter() - t0
+    if cal is not None:
         calibrated = cal.ranges(lambda n: cfg.overrides.get(n, cfg.act_type), int8_symmetric=cfg.act_symmetric)
         ranges = {**calibrated, **ranges}
     t0 = time.perf_counter()
@@ -79,7 +94,28 @@ def quantize_model(graph: Graph, opts, *, timings=None) -> Graph:
         timings["quantize"] = time.perf_counter() - t0
     if opts.export_quant_scheme:
         write_scheme(opts.export_quant_scheme, graph, ranges, cfg)
+    if opts.dump_quant_error:
+        dump_quant_error(graph, qgraph, cal, opts)
     return qgraph
+
+
+def _eval_samples(opts, graph, limit: int = 8) -> list[dict]:
+    ds = Dataset(opts.dataset, graph.inputs, limit=min(limit, opts.calib_samples or limit))
+    return list(ds)
+
+
+def dump_quant_error(graph: Graph, qgraph: Graph, cal, opts) -> None:
+    """Per-layer errors on (up to 8) calibration samples: CSV, and a PNG with matplotlib."""
+    from pathlib import Path
+
+    from .calibrate import float_session
+    from .report import layer_errors, write_csv, write_plot
+
+    rows = layer_errors(cal.session, float_session(qgraph), _eval_samples(opts, graph))
+    base = Path(opts.dump_quant_error)
+    csv_path = base if base.suffix == ".csv" else base / "quant_error.csv"
+    write_csv(rows, csv_path)
+    write_plot(rows, csv_path.with_suffix(".png"))
 
 
 def _float_values(graph: Graph):

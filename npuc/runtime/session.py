@@ -20,6 +20,7 @@ from ..format.reader import const_view, read_program
 from ..format.schema import ARENA, CONST, Program
 from .kernels.base import Binding, kernel_by_name
 from .kernels.epilogue import make_epilogue
+from ..ops.registry import get_op
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class Session:
                 raise KernelError(f"op {op.name!r} ({op.op}, kernel {op.kernel}): cannot bind: {e}") from e
             if op.kernel == "reference":
                 self.fallback_ops.append(op.name)
-            act = op.attrs.get("activation")
+            act = op.attrs.get("activation") if "epilogue" in get_op(op.op).flags else None
             if act and not kernel.handles_activation:
                 fn = _chain(fn, make_epilogue(act, b.outputs[0]))
             if fn is not None:

@@ -18,7 +18,7 @@ from .context import ConvertContext, find_converter
 
 log = logging.getLogger(__name__)
 
-MIN_OPSET = 7
+MIN_OPSET = 1   # opsets < 7 convert where their forms differ (see conv_basic.py)
 MAX_OPSET = 23
 _ONNX_DOMAINS = ("", "ai.onnx")
 
@@ -197,8 +197,8 @@ class OnnxImporter:
                                            f"--input-shape {inp.name}:D0,D1,...")
                 shape = []
                 for i, d in enumerate(tt.shape.dim):
-                    if d.HasField("dim_value") and d.dim_value > 0:
-                        shape.append(int(d.dim_value))
+                    if d.HasField("dim_value") and d.dim_value >= 0:
+                        shape.append(int(d.dim_value))  # 0 is a legal (empty) dimension
                     else:
                         label = f" ({d.dim_param!r})" if d.dim_param else ""
                         raise ModelImportError(
@@ -207,8 +207,8 @@ class OnnxImporter:
                             + ",".join(str(x.dim_value) if x.HasField('dim_value') and x.dim_value > 0 else "N"
                                        for x in tt.shape.dim)
                             + " (replace N by the size you need)")
-            if any(int(s) <= 0 for s in shape):
-                raise ModelImportError(f"{self.path}: input {inp.name!r} shape {shape} must be positive")
+            if any(int(s) < 0 for s in shape):
+                raise ModelImportError(f"{self.path}: input {inp.name!r} shape {shape} has a negative dimension")
             self.env[inp.name] = self.graph.add_input(inp.name, dtype, shape)
 
     def run(self) -> Graph:
