@@ -61,8 +61,9 @@ From this signed histogram H the searches use either H itself or the histogram o
 Percentile
 ----------
 ``P_p(v)`` is read off the cumulative histogram with linear interpolation inside the bin
-that crosses ``p/100`` of the total, and clamped to the exact [min, max] (so it is within
-one bin width of ``np.percentile``; ``p = 100`` is exactly min/max):
+that crosses ``p/100`` of the total, that bin taken as ``[edge, edge + w] ∩ [min, max]``
+(so it is within one bin width of ``np.percentile``, a constant tensor gets its value and
+``p = 100`` is exactly min/max):
 
 * symmetric targets: ``T = P_p(|x|)``, range ``[-T, T] ∩ [x_min, x_max]``;
 * asymmetric targets: ``[P_(100-p)(x), P_p(x)]`` — each tail loses (100 - p) % of the
@@ -78,17 +79,40 @@ quantizer of the target type over that range (step ``s``, grid points ``n·s``,
   added to the first and last bin: ``P_a += Σ_{j<a} H_j``, ``P_{b-1} += Σ_{j≥b} H_j``;
 * the candidate ``Q`` is the *unclipped* window ``H[a:b]`` quantized and expanded back:
   every bin ``j`` belongs to the level ``n(j) = round(c_j / s)`` of its center ``c_j`` (the
-  real round-to-nearest quantizer, not TensorRT's ``floor(j·L/i)`` grouping), the mass
-  ``S_n`` of a level is spread evenly over its ``cnt_n`` non-empty bins and empty bins stay
-  empty: ``Q_j = S_{n(j)} / cnt_{n(j)}`` if ``H_j > 0`` else 0;
+  real round-to-nearest quantizer, not TensorRT's ``floor(j·L/i)`` grouping; computed in
+  integers, a center exactly on a boundary going up), the mass ``S_n`` of a level is spread
+  evenly over its ``cnt_n`` non-empty bins and empty bins stay empty:
+  ``Q_j = S_{n(j)} / cnt_{n(j)}`` if ``H_j > 0`` else 0;
 * ``p = P / ΣP``, ``q = Q / ΣQ``, ``D(p‖q) = Σ_j p_j log(p_j / q_j)``.
 
-``q_j = 0 < p_j`` can only happen in the two clipping bins (an empty bin that receives the
-outliers); there ``q_j`` is smoothed to ``ε = 1e-4`` as TensorRT's smoothing does. (TensorRT
-also takes ``ε·n_zero/n_nonzero`` from every non-empty bin; that shifts ``D`` by O(ε) and is
-left out so that every candidate is evaluated in closed form.) Grouping the sums by level,
+Smoothing. ``q_j = 0 < p_j`` can only happen in the two clipping bins (an empty bin that
+receives the outliers). TensorRT smooths zero bins to a fixed probability ``ε = 1e-4``;
+that makes clipping any tail lighter than ~1e-4 of the values free (``p log(p/ε) ≤ 0``
+there), whatever the sample size, so KL degenerates into a 99.99th percentile, and on
+post-ReLU data far worse (see below). npuc gives an empty clipping bin a pseudo-count of
+``smoothing = 0.5`` values (``Q_j = 0.5`` before normalisation): clipping k values costs
+about ``(k/N)·log(2k)``, positive for every k ≥ 1 and comparable across sample sizes.
+``tensorrt_eps=1e-4`` restores TensorRT's rule (for comparison; the ``ε·n_zero/n_nonzero``
+TensorRT also takes from non-empty bins shifts D by O(ε) and is left out).
+
+Bias correction. D is computed from a finite sample: flattening a level with ``cnt_n``
+non-empty bins removes the sampling noise of those bins, which alone makes the empirical
+D grow by about ``(cnt_n − 1)/(2N)`` per level (the Miller–Madow bias of the within-level
+entropy), i.e. by ~``(bins in the window − L)/(2N)`` in total: a bias towards narrow
+windows that, at 10k-100k calibration values, outweighs the real rounding loss. npuc
+subtracts ``Σ_n (cnt_n − 1)/(2N)`` (``bias_correction=True``).
+
+Exact zeros are left out (``exclude_zeros=True``): they are quantized exactly by every
+candidate, and a post-ReLU tensor's spike at 0 — half of its values in the first bin —
+otherwise dominates Q's first level, so every wider window looks worse and the threshold
+collapses (for a ReLU'd N(0,1) whose max is ~4.7, TensorRT's recipe picks ~1.5 and
+multiplies the uint8 quantization MSE by ~1600, ONNX Runtime's 2048-bin entropy calibrator
+picks ~2.7, ~50x; plausibly the accuracy loss seen with nncase 1.x's KL too).
+
+Closed form. Grouping the sums by level,
 
     D = (Σ_j P_j log P_j − Σ_n S_n log(S_n / cnt_n) − corr) / ΣP − log ΣP + log ΣQ
+        − Σ_n (cnt_n − 1) / (2 ΣP)
 
 where ``Σ_j P_j log P_j`` and all ``S_n``, ``cnt_n`` come from prefix sums of ``H``,
 ``H log H`` and ``[H > 0]``, and ``corr`` adds the outlier mass of the two clipping bins
@@ -117,21 +141,33 @@ with ``L = 32767``) the divergence cannot see any rounding loss and the search w
 answer min/max: the observer then returns min/max *and logs a warning saying so* (and
 records the reason in :attr:`KLObserver.last_search`) instead of silently degenerating the
 way ONNX Runtime's entropy calibrator does with its default 128 bins and 128 quantized
-bins (only one candidate, the whole range, is ever examined there).
+bins (only one candidate, the whole range, is ever examined there). For types with at
+least as many levels as the histogram budget has bins (int16) min/max is simply the
+answer (the rounding error is negligible at histogram resolution): logged at INFO level.
 
 MSE
 ---
-With ``c_j`` the centers of the non-empty bins (clamped to the exact [min, max]) and
-``H_j`` their counts (exact zeros excluded: their error is 0 for every candidate),
+The expected squared error of quantizing the observed values with the range [lo, hi]:
 
-    E(lo, hi) = Σ_j H_j · (c_j − x̂_{lo,hi}(c_j))²
+    E(lo, hi) = Σ_j H_j · mean_{x ∈ [u_j, v_j]} (x − x̂_{lo,hi}(x))²
 
-covers both rounding (inside the range) and clipping (outside) error, with exactly the
-quantizer of :func:`quantization_mse`. Candidates: symmetric targets ``T = α·max|x|``;
-asymmetric ``[α·lo₀, α·hi₀]`` with ``[lo₀, hi₀] = [min(x_min,0), max(x_max,0)]``, for 100
-values ``α ∈ (0, 1]`` and then 41 finer ones around the best; asymmetric targets then
-refine each end separately with the other fixed (two rounds). ``α = 1`` (min/max) is always
-a candidate, so the expected error is never above that of min/max.
+over the non-empty bins, ``[u_j, v_j] = [edge_j, edge_j + w] ∩ [x_min, x_max]``, with
+exactly the quantizer of :func:`quantization_mse` and exact zeros excluded (their error is
+0 for every candidate). It covers rounding (inside the range) and clipping (outside). The
+values are taken as uniform inside each bin rather than all at its center: with ``e(x)``
+the error, the mean over a bin is integrated exactly in closed form, ``∫(x − v)² dx`` on
+the clipped parts and, on the part inside the range, ``s³·(G(b/s) − G(a/s))`` with
+``G(y) = ∫(v − round v)² dv = m/12 + ((y − m)³ + 1/8)/3``, ``m = round(y)``. (Evaluating
+at bin centers is badly wrong once the quantization step is not much wider than a bin:
+for int16, or when rare huge outliers make the histogram coarse.) The histogram is first
+merged by a power of two down to at most ``eval_bins`` (1024) bins, which the
+integration tolerates, to bound the cost.
+
+Candidates: symmetric targets ``T = α·max|x|``; asymmetric ``[α·lo₀, α·hi₀]`` with
+``[lo₀, hi₀] = [min(x_min,0), max(x_max,0)]``, for 100 values ``α ∈ (0, 1]`` and then 41
+finer ones around the best; asymmetric targets then refine each end separately with the
+other fixed (41 factors in ±20 % of it, two rounds). min/max is always a candidate, so
+the expected error is never above that of min/max.
 """
 from __future__ import annotations
 
@@ -160,7 +196,6 @@ log = logging.getLogger(__name__)
 METHODS = ("minmax", "percentile", "kl", "mse")
 
 _E_MIN = -126  # smallest bin-width exponent: 2^-e stays a normal float32
-_KL_EPS = 1e-4
 
 
 # ----------------------------------------------------------------------------------------
@@ -419,18 +454,21 @@ class HistogramObserver(Observer):
         return (f[:nz[-1] + 1] if nz.size else f[:0]), w
 
 
-def _quantile(counts: np.ndarray, first_edge: float, w: float, q: float) -> float:
+def _quantile(counts: np.ndarray, first_edge: float, w: float, q: float,
+              vmin: float, vmax: float) -> float:
     """Value below which a fraction q of the histogram lies (linear inside the bin)."""
     cum = np.cumsum(counts)
     total = cum[-1]
     target = q * total
-    j = int(np.searchsorted(cum, target, side="left"))
+    # first bin whose cumulative count reaches the target (tolerating the rounding of q·total)
+    j = int(np.searchsorted(cum, target - 1e-9 * total, side="left"))
     j = min(j, counts.size - 1)
-    while counts[j] == 0 and j > 0:  # target sits on an edge followed by empty bins
-        j -= 1
     below = cum[j] - counts[j]
     frac = 0.0 if counts[j] == 0 else (target - below) / counts[j]
-    return first_edge + (j + min(max(frac, 0.0), 1.0)) * w
+    # the values of bin j lie in [edge, edge + w] ∩ [vmin, vmax]
+    b0 = min(max(first_edge + j * w, vmin), vmax)
+    b1 = max(min(first_edge + (j + 1) * w, vmax), b0)
+    return b0 + min(max(frac, 0.0), 1.0) * (b1 - b0)
 
 
 class PercentileObserver(HistogramObserver):
@@ -449,12 +487,13 @@ class PercentileObserver(HistogramObserver):
         q = self.percentile / 100.0
         if symmetric:
             f, w = self._folded(drop_zeros=False)
-            t = _quantile(f, 0.0, w, q) if f.size else 0.0
-            t = min(t, max(-self._min, self._max))
+            amax = max(-self._min, self._max)
+            amin = 0.0 if self._min <= 0.0 <= self._max else min(abs(self._min), abs(self._max))
+            t = _quantile(f, 0.0, w, q, amin, amax)
             return -t, t
         h, k0, w = self._signed(drop_zeros=False)
-        lo = max(_quantile(h, k0 * w, w, 1.0 - q), self._min)
-        hi = min(_quantile(h, k0 * w, w, q), self._max)
+        lo = _quantile(h, k0 * w, w, 1.0 - q, self._min, self._max)
+        hi = _quantile(h, k0 * w, w, q, self._min, self._max)
         return lo, hi
 
 
@@ -480,21 +519,28 @@ class _KLTables:
         self.cxl = np.concatenate(([0.0], np.cumsum(_xlogx(g))))
         self.total = float(self.cum[-1])
 
-    def divergence(self, a, b, n0, levels: int, eps: float = _KL_EPS) -> np.ndarray:
+    def divergence(self, a, b, n0, levels: int, *, smoothing: float = 0.5,
+                   tensorrt_eps: float | None = None, bias_correction: bool = True
+                   ) -> np.ndarray:
         """D(P‖Q) for windows [a, b) (int arrays) quantized on grid n0 .. n0+levels.
 
-        The step is ``s = (b - a)·w / levels``; see the module docstring for P, Q and the
-        closed form.
+        The step is ``s = (b - a)·w / levels``; see the module docstring for P, Q, the
+        smoothing (``smoothing`` counts, or TensorRT's probability ``tensorrt_eps``), the
+        Miller-Madow ``bias_correction`` and the closed form.
         """
         a = np.asarray(a, np.int64)
         b = np.asarray(b, np.int64)
-        n0 = np.asarray(n0, np.float64)
+        n0 = np.asarray(n0, np.int64)
         g, cum, k0 = self.g, self.cum, self.k0
-        step = (b - a) / levels                          # s / w, in bins
-        r = np.arange(levels + 2, dtype=np.float64)
-        # first bin of level n0+r: center (j + k0 + .5) >= (n0 + r - .5)·step
-        e = np.ceil((n0[:, None] + r[None, :] - 0.5) * step[:, None] - k0 - 0.5)
-        e = np.clip(e, a[:, None], b[:, None]).astype(np.int64)
+        # In integers (exact, no floating-point ties): with D = b - a the step is D/L bins
+        # and bin j (center j + k0 + 1/2) rounds to level floor(((2(j+k0)+1)·L + D) / 2D),
+        # a center exactly on a rounding boundary going up. The first bin of level n is
+        # therefore ceil((2D·n - D - L) / 2L) - k0.
+        d = b - a
+        n = n0[:, None] + np.arange(levels + 2, dtype=np.int64)[None, :]
+        num = 2 * d[:, None] * n - d[:, None] - levels
+        e = -((-num) // (2 * levels)) - k0
+        e = np.clip(e, a[:, None], b[:, None])
         e[:, 0] = a
         e[:, -1] = b
         s_lv = cum[e[:, 1:]] - cum[e[:, :-1]]            # S_n, shape (C, levels+1)
@@ -508,13 +554,17 @@ class _KLTables:
         out_lo = cum[a]
         out_hi = self.total - cum[b]
         rows = np.arange(a.size)
+        if tensorrt_eps is None:
+            log_empty = np.full(a.size, math.log(smoothing))
+        else:  # q_j = eps after normalisation by ΣQ
+            log_empty = np.log(tensorrt_eps * np.maximum(q_tot, 1e-300))
 
         def edge(j, out):
             # level of bin j, log Q_j (smoothed if the bin is empty), and its P-correction
-            lv = np.rint((j + k0 + 0.5) / step) - n0
-            lv = np.clip(lv, 0, levels).astype(np.int64)
+            lv = ((2 * (j + k0) + 1) * levels + d) // (2 * d) - n0
+            lv = np.clip(lv, 0, levels)
             gj = g[j]
-            logq = np.where(gj > 0, logq_lv[rows, lv], np.log(eps * np.maximum(q_tot, 1e-300)))
+            logq = np.where(gj > 0, logq_lv[rows, lv], log_empty)
             corr_q = np.where(out > 0, out * logq, 0.0)
             corr_p = _xlogx(gj + out) - _xlogx(gj)
             return corr_q, corr_p
@@ -526,13 +576,18 @@ class _KLTables:
         tot = self.total
         with np.errstate(divide="ignore"):
             d = (plogp - plogq) / tot - math.log(tot) + np.log(q_tot)
+        if bias_correction:
+            extra = np.sum(np.where(ok, c_lv - 1.0, 0.0), axis=1)
+            d = d - extra / (2.0 * tot)
         return np.where(q_tot > 0, d, np.inf)
 
 
-def _search(cands: np.ndarray, f, max_cand: int) -> tuple[int, float, int]:
+def _search(cands: np.ndarray, f, max_cand: int, prefer_high: bool = True
+            ) -> tuple[int, float, int]:
     """argmin of f over the sorted int array cands: strided pass, then a full local pass.
 
-    Ties go to the larger candidate. Returns (best, value, evaluations).
+    Ties go to the larger candidate (``prefer_high``, the wider window when the candidate
+    is an upper end) or the smaller one. Returns (best, value, evaluations).
     """
     stride = max(1, -(-cands.size // max_cand))
     coarse = cands[::stride]
@@ -542,7 +597,9 @@ def _search(cands: np.ndarray, f, max_cand: int) -> tuple[int, float, int]:
     evals = coarse.size
 
     def pick(c, vals):
-        i = c.size - 1 - int(np.argmin(vals[::-1]))
+        order = np.argsort(c)
+        c, vals = c[order], vals[order]
+        i = c.size - 1 - int(np.argmin(vals[::-1])) if prefer_high else int(np.argmin(vals))
         return int(c[i]), float(vals[i])
 
     best, val = pick(coarse, v)
@@ -566,20 +623,40 @@ class KLObserver(HistogramObserver):
 
     method = "kl"
 
-    def __init__(self, bins: int = 4096, candidates: int = 512, exclude_zeros: bool = True,
-                 eps: float = _KL_EPS) -> None:
+    def __init__(self, bins: int = 4096, candidates: int = 512, *, smoothing: float = 0.5,
+                 bias_correction: bool = True, exclude_zeros: bool = True,
+                 tensorrt_eps: float | None = None) -> None:
         super().__init__(bins)
         if int(candidates) < 8:
             raise OptionError(f"KL candidates must be >= 8, got {candidates!r}")
+        if not float(smoothing) > 0:
+            raise OptionError(f"KL smoothing must be > 0 (a pseudo-count), got {smoothing!r}")
+        if tensorrt_eps is not None and not 0 < float(tensorrt_eps) < 1:
+            raise OptionError(f"tensorrt_eps must be in (0, 1), got {tensorrt_eps!r}")
         self.candidates = int(candidates)
+        self.smoothing = float(smoothing)
+        self.bias_correction = bool(bias_correction)
         self.exclude_zeros = bool(exclude_zeros)
-        self.eps = float(eps)
+        self.tensorrt_eps = None if tensorrt_eps is None else float(tensorrt_eps)
         self.last_search: dict = {}
 
-    def _fallback(self, reason: str, nonempty: int, minmax):
+    def _kw(self) -> dict:
+        return {"smoothing": self.smoothing, "tensorrt_eps": self.tensorrt_eps,
+                "bias_correction": self.bias_correction}
+
+    def _fallback(self, reason: str, nonempty: int, levels: int, minmax):
+        """min/max when no threshold search is possible, said out loud.
+
+        A warning when more histogram bins would have allowed a search (levels < bins, e.g.
+        an ORT-like 128-bin histogram for int8); only an info message when the type has
+        more levels than any practical histogram (int16: min/max is then the right
+        answer, its rounding error being negligible) or the data has < 3 distinct bins.
+        """
         self.last_search = {"fallback": reason, "evaluated": 0}
-        if nonempty > 2:
+        if nonempty > 2 and levels < self._bins:
             log.warning("KL calibration degenerates to min/max: %s", reason)
+        else:
+            log.info("KL calibration uses min/max: %s", reason)
         return minmax
 
     def _one_sided(self, f: np.ndarray, w: float, levels: int):
@@ -594,7 +671,7 @@ class KLObserver(HistogramObserver):
         cands = np.arange(max(levels, 2), m + 1)
 
         def div(i):
-            return tab.divergence(np.zeros_like(i), i, np.zeros(i.size), levels, self.eps)
+            return tab.divergence(np.zeros_like(i), i, np.zeros(i.size), levels, **self._kw())
 
         best, val, evals = _search(cands, div, self.candidates)
         full = float(div(np.array([m]))[0])
@@ -614,7 +691,7 @@ class KLObserver(HistogramObserver):
             levels = half_l if symmetric else full_l
             res, why = self._one_sided(f, w, levels)
             if res is None:
-                return self._fallback(why, nonempty, minmax)
+                return self._fallback(why, nonempty, levels, minmax)
             i, val, evals, full, m = res
             t = min(i * w, amax)
             self.last_search = {"levels": levels, "bins": m, "bin_width": w, "evaluated": evals,
@@ -627,7 +704,8 @@ class KLObserver(HistogramObserver):
         n, jz = h.size, -k0
         if n <= levels:
             return self._fallback(f"the histogram has {n} bins for {levels} quantization "
-                                  f"steps; use more histogram bins (bins=)", nonempty, minmax)
+                                  f"steps; use more histogram bins (bins=)", nonempty, levels,
+                                  minmax)
         tab = _KLTables(h, k0, w)
 
         def div(a, b):
@@ -635,7 +713,7 @@ class KLObserver(HistogramObserver):
             b = np.asarray(b, np.int64)
             lo_l = (a + k0) * levels / (b - a)     # lo / s (≤ 0)
             z = np.clip(np.rint(-lo_l), 0, levels)
-            return tab.divergence(a, b, -z, levels, self.eps)
+            return tab.divergence(a, b, -z, levels, **self._kw())
 
         # start: the symmetric solution with floor(L/2) levels per side
         res, _ = self._one_sided(f, w, levels // 2)
@@ -652,7 +730,8 @@ class KLObserver(HistogramObserver):
             moved = False
             ca = np.arange(0, min(jz, b - levels) + 1)
             if ca.size:
-                na, va, ev = _search(ca, lambda c: div(c, np.full(c.size, b)), self.candidates)
+                na, va, ev = _search(ca, lambda c: div(c, np.full(c.size, b)), self.candidates,
+                                     prefer_high=False)
                 evals += ev
                 if va < val - 1e-12 or (va <= val and na < a):
                     moved |= na != a
@@ -680,6 +759,32 @@ class KLObserver(HistogramObserver):
 # MSE
 
 
+def _sawtooth_integral(y):
+    """G(y) = ∫ (v − round(v))² dv, an antiderivative (G(-1/2) = 0)."""
+    m = np.floor(y + 0.5)
+    f = y - m
+    return m / 12.0 + (f * f * f + 0.125) / 3.0
+
+
+def _mean_sq_error(u0, u1, scale, zp, qmin, qmax):
+    """Mean of (x − x̂)² for x uniform on [u0, u1] (x̂ the quantizer (scale, zp, qmin, qmax));
+    the squared error at u0 where u1 == u0. Arrays broadcast; scale > 0."""
+    vlo = (qmin - zp) * scale
+    vhi = (qmax - zp) * scale
+    # clipped below vlo, rounded on [vlo, vhi], clipped above vhi
+    a0 = np.minimum(u0, vlo) - vlo
+    a1 = np.minimum(u1, vlo) - vlo
+    c0 = np.maximum(u0, vhi) - vhi
+    c1 = np.maximum(u1, vhi) - vhi
+    b0 = np.clip(u0, vlo, vhi) / scale
+    b1 = np.clip(u1, vlo, vhi) / scale
+    integral = ((a1 ** 3 - a0 ** 3) + (c1 ** 3 - c0 ** 3)) / 3.0 \
+        + scale ** 3 * (_sawtooth_integral(b1) - _sawtooth_integral(b0))
+    width = u1 - u0
+    point = u0 - _fake_quant(u0, scale, zp, qmin, qmax)
+    return np.where(width > 0, integral / np.where(width > 0, width, 1.0), point * point)
+
+
 class MSEObserver(HistogramObserver):
     """Clipping range minimising the expected squared quantization error (module docstring).
 
@@ -689,20 +794,34 @@ class MSEObserver(HistogramObserver):
 
     method = "mse"
 
-    def __init__(self, bins: int = 4096, grid: int = 100) -> None:
+    def __init__(self, bins: int = 4096, grid: int = 100, eval_bins: int = 1024) -> None:
         super().__init__(bins)
         if int(grid) < 10:
             raise OptionError(f"MSE grid must be >= 10, got {grid!r}")
+        if int(eval_bins) < 64:
+            raise OptionError(f"MSE eval_bins must be >= 64, got {eval_bins!r}")
         self.grid = int(grid)
+        self.eval_bins = int(eval_bins)
         self.last_search: dict = {}
 
     def _range(self, signed, bits, symmetric):
         h, k0, w = self._signed(drop_zeros=True)
+        # evaluate on at most `eval_bins` bins: merging 2^k neighbours is exact, and the
+        # within-bin integration keeps coarser bins accurate for smooth densities
+        shift = 0
+        if h.size > self.eval_bins:
+            shift = math.ceil(math.log2(h.size / self.eval_bins))
+        if shift:
+            kk = (np.arange(h.size, dtype=np.int64) + k0) >> shift
+            h = np.bincount(kk - kk[0], weights=h)
+            k0, w = int(kk[0]), w * (1 << shift)
         nz = np.flatnonzero(h)
         lo0, hi0 = min(self._min, 0.0), max(self._max, 0.0)
         if nz.size == 0:
             return lo0, hi0
-        c = np.clip((nz + k0 + 0.5) * w, self._min, self._max)
+        # the values of bin j lie in [u0, u1] = [edge, edge + w] ∩ [x_min, x_max]
+        u0 = np.clip((nz + k0) * w, self._min, self._max)
+        u1 = np.clip((nz + k0 + 1) * w, self._min, self._max)
         cnt = h[nz]
         total = float(cnt.sum()) + self._zeros
 
@@ -710,15 +829,16 @@ class MSEObserver(HistogramObserver):
             lo = np.asarray(lo, np.float64)
             hi = np.asarray(hi, np.float64)
             out = np.empty(lo.size)
-            step = max(1, (1 << 21) // c.size)       # bound the (candidates × bins) array
+            step = max(1, (1 << 20) // u0.size)      # bound the (candidates × bins) arrays
             for s0 in range(0, lo.size, step):
                 sc, zp, qmin, qmax = _affine(lo[s0:s0 + step, None], hi[s0:s0 + step, None],
                                              signed, bits, symmetric)
-                err = c[None, :] - _fake_quant(c[None, :], sc, zp, qmin, qmax)
-                out[s0:s0 + step] = (err * err) @ cnt
+                err2 = _mean_sq_error(u0[None, :], u1[None, :], sc, zp, qmin, qmax)
+                out[s0:s0 + step] = err2 @ cnt
             return out
 
         def best_alpha(f):
+            """Best α of a 1/grid .. 1 sweep, then 41 values within ±1/grid of it."""
             alphas = np.arange(1, self.grid + 1) / self.grid
             v = f(alphas)
             i = alphas.size - 1 - int(np.argmin(v[::-1]))
@@ -727,6 +847,13 @@ class MSEObserver(HistogramObserver):
             vf = f(fine)
             j = int(np.argmin(vf))
             return (fine[j], vf[j]) if vf[j] < v[i] else (alphas[i], v[i])
+
+        def local(f, cur):
+            """Best factor in [0.8·cur, 1.2·cur] ∩ (0, 1] (41 values)."""
+            fs = np.clip(np.linspace(0.8 * cur, 1.2 * cur, 41), 1e-6, 1.0)
+            v = f(fs)
+            j = int(np.argmin(v))
+            return fs[j], v[j]
 
         e_minmax = float(cost([lo0], [hi0])[0])
         if symmetric:
@@ -739,11 +866,11 @@ class MSEObserver(HistogramObserver):
             lo, hi = al * lo0, al * hi0
             for _ in range(2):                      # refine each end with the other fixed
                 if lo0 < 0:
-                    bl, vl = best_alpha(lambda al: cost(al * lo0, np.full(al.size, hi)))
+                    bl, vl = local(lambda f: cost(f * lo0, np.full(f.size, hi)), lo / lo0)
                     if vl < val:
                         lo, val = bl * lo0, vl
                 if hi0 > 0:
-                    bh, vh = best_alpha(lambda al: cost(np.full(al.size, lo), al * hi0))
+                    bh, vh = local(lambda f: cost(np.full(f.size, lo), f * hi0), hi / hi0)
                     if vh < val:
                         hi, val = bh * hi0, vh
         if e_minmax <= val:
