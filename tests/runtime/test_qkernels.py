@@ -18,6 +18,7 @@ from npuc.ir import Graph
 from npuc.quant.qparams import quantize_multiplier
 from npuc.quant.quantize import QuantConfig, quantize_graph
 from npuc.runtime.interpreter import interpret
+from npuc.runtime.kernels.qconv import CL_MAX_PIXELS, QConvGemm
 
 RNG = np.random.default_rng(20240611)
 
@@ -96,18 +97,35 @@ CONV_CASES = [
     (6, 10, 9, 9, 1, 1, 2, 0, 1),       # 1x1 stride 2: im2col
     (8, 8, 12, 12, 3, 4, 1, 1, 1),      # grouped
     (8, 8, 12, 12, 3, 8, 1, 1, 1),      # depthwise
-    (8, 8, 13, 12, 3, 8, 2, 1, 1),      # depthwise stride 2
+    (8, 8, 13, 12, 3, 8, 2, 1, 1),      # depthwise stride 2, small output: channels-last
+    (8, 8, 21, 22, 3, 8, 2, 1, 1),      # depthwise stride 2: de-interleaving window fill
+    (6, 6, 8, 8, 3, 6, 1, 1, 1),        # depthwise, 64 output pixels: channels-last
     (6, 6, 12, 12, 5, 6, 1, 2, 2),      # depthwise 5x5 dilated
     (4, 6, 12, 12, 3, 1, 1, 2, 2),      # dilated
     (3, 5, 11, 13, (2, 3), 1, (2, 1), (1, 0, 0, 2), 1),  # asymmetric everything
 ]
 
 
+def _conv_kernel(group, c, m, out_shape) -> str:
+    if group == c == m:
+        return "qconv_depthwise_cl" if int(np.prod(out_shape[2:])) <= CL_MAX_PIXELS else "qconv_depthwise"
+    return "qconv_gemm"
+
+
+@pytest.fixture(params=["pairs", "blas"])
+def strategy(request, monkeypatch):
+    """The two exact strategies of qconv_gemm: the int16-pair micro-kernel, the float BLAS trick."""
+    monkeypatch.setattr(QConvGemm, "use_pairs", request.param == "pairs")
+    return request.param
+
+
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("xt,wt,per_channel", [("uint8", "int8", True), ("int8", "int8", False),
                                                ("int8", "uint8", True), ("int16", "int8", True)])
-def test_qconv(case, xt, wt, per_channel):
+def test_qconv(case, xt, wt, per_channel, strategy):
     c, m, h, w, k, group, stride, pad, dil = case
+    if strategy == "blas" and group == c == m:
+        pytest.skip("depthwise: one strategy")
     kh, kw = (k, k) if isinstance(k, int) else k
     strides = [stride] * 2 if isinstance(stride, int) else list(stride)
     pads = [pad] * 4 if isinstance(pad, int) else list(pad)
@@ -125,27 +143,32 @@ def test_qconv(case, xt, wt, per_channel):
     attrs = _qconv_attrs("uint8" if xt == "uint8" else xt, m, x_zp=x_zp, w_zp=w_zp, scale=scale,
                          kernel_shape=[kh, kw], group=group, strides=strides, pads=pads, dilations=[dil] * 2)
     x = codes(xt, (2, c, h, w))
-    kern = "qconv_depthwise" if group == c == m else "qconv_gemm"
-    check(one_node("QConv", [("x", xt, x.shape), wq, bias], attrs), {"x": x}, {"QConv": kern})
+    kern = _conv_kernel(group, c, m, one_node("QConv", [("x", xt, x.shape), wq, bias], attrs)().outputs[0].shape)
+    sess = check(one_node("QConv", [("x", xt, x.shape), wq, bias], attrs), {"x": x}, {"QConv": kern})
+    if kern == "qconv_gemm":
+        assert sess.program.ops[0].attrs["qconv_strategy"] == strategy
 
 
 @pytest.mark.parametrize("depthwise", [False, True])
-def test_qconv_fused_clamp_and_prelu(depthwise):
+def test_qconv_fused_clamp_and_prelu(depthwise, strategy):
     c, m = (8, 8) if depthwise else (6, 10)
     group = c if depthwise else 1
     wq = codes("int8", (m, c // group, 3, 3))
     scale = RNG.uniform(0.5, 2.0, m) / (9 * c // group * 60)
     slope = RNG.uniform(-0.5, 0.5, m)
-    x = codes("uint8", (1, c, 10, 10))
-    kern = "qconv_depthwise" if depthwise else "qconv_gemm"
-    for extra in ({"lo": 20, "hi": 200}, {"neg": slope}):
+    kern = "qconv_gemm"
+    for extra, size in (({"lo": 20, "hi": 200}, 10), ({"neg": slope}, 10), ({"neg": slope}, 6)):
+        x = codes("uint8", (1, c, size, size))
+        if depthwise:
+            kern = "qconv_depthwise" if size * size > CL_MAX_PIXELS else "qconv_depthwise_cl"
         attrs = _qconv_attrs("uint8", m, x_zp=117, w_zp=[0] * m, scale=scale, group=group, pads=[1] * 4,
                              kernel_shape=[3, 3], **extra)
         check(one_node("QConv", [("x", "uint8", x.shape), wq, None], attrs), {"x": x}, {"QConv": kern})
 
 
-def test_qconv_chunked_and_float64_paths():
+def test_qconv_chunked_and_float64_paths(monkeypatch):
     """Large all-±127 weights force several exact float32 chunks, then float64."""
+    monkeypatch.setattr(QConvGemm, "use_pairs", False)
     for c, want_chunks in ((64, 2), (160, None)):
         m = 4
         wq = np.where(RNG.random((m, c, 3, 3)) < 0.5, -127, 127).astype(np.int8)
@@ -161,7 +184,19 @@ def test_qconv_chunked_and_float64_paths():
             assert at["qconv_precision"] == "float64"
 
 
-def test_qconv_1d():
+def test_qconv_int32_bound_falls_back_to_blas():
+    """int16 activations and large weights: int32 accumulation could overflow -> float64 BLAS."""
+    m, c = 3, 64
+    wq = np.where(RNG.random((m, c, 3, 3)) < 0.5, -127, 127).astype(np.int8)
+    x = codes("int16", (1, c, 5, 5))
+    attrs = _qconv_attrs("int16", m, x_zp=0, w_zp=[0] * m, scale=np.full(m, 1 / (c * 9 * 127 * 300.0)),
+                         pads=[1] * 4, kernel_shape=[3, 3])
+    sess = check(one_node("QConv", [("x", "int16", x.shape), wq, None], attrs), {"x": x}, {"QConv": "qconv_gemm"})
+    at = sess.program.ops[0].attrs
+    assert at["qconv_strategy"] == "blas" and at["qconv_precision"] == "float64"
+
+
+def test_qconv_1d(strategy):
     wq = codes("int8", (6, 4, 3))
     x = codes("uint8", (1, 4, 20))
     attrs = _qconv_attrs("uint8", 6, x_zp=9, w_zp=[0] * 6, scale=np.full(6, 1 / 4000.0), pads=[1, 1],
@@ -388,7 +423,7 @@ def test_quantized_mobilenet_fast_and_exact(small_mobilenet, act_type):
     build = _quantized(model, samples[:2], act_type)
     sess = check(build, samples[2])
     kernels = {o.kernel for o in sess.program.ops}
-    assert {"qconv_gemm", "qconv_depthwise", "qadd", "qmean", "qgemm", "quantize_linear",
+    assert {"qconv_gemm", "qconv_depthwise", "qconv_depthwise_cl", "qadd", "qmean", "qgemm", "quantize_linear",
             "dequantize_linear"} <= kernels, kernels
 
 

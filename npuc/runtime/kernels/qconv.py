@@ -140,6 +140,54 @@ class _QConvBase(Kernel):
     op = "QConv"
 
 
+#: depthwise convs with at most this many output pixels run channels-last
+CL_MAX_PIXELS = 64
+
+
+@register_kernel
+class QConvDepthwiseCL(_QConvBase):
+    """Depthwise conv on small outputs, vectorized across channels (see
+    :func:`~.qloops.qdepthwise_cl`); weights packed ``(KH·KW, C)``."""
+
+    name = "qconv_depthwise_cl"
+
+    def supports(self, node) -> bool:
+        if not QConvDepthwise.supports(QCONV_DW, node):
+            return False
+        return int(np.prod(node.outputs[0].shape[2:])) <= CL_MAX_PIXELS
+
+    def prepare(self, node) -> Prepared:
+        dt, wc = QCONV_DW._plan(node)
+        x = node.inputs[0]
+        g, (oh, ow) = _geometry(x.shape, node.inputs[1].shape, node.attrs)
+        c = x.shape[1]
+        hw = int(np.prod(x.shape[2:]))
+        scratch = carve_bytes([(dt, (hw * c,)), (dt, (oh * ow * c,)), (node.outputs[0].dtype, (oh * ow * c,))])
+        packed = {1: np.ascontiguousarray(wc.T, dt), **_pack_bias(node, c)}
+        return Prepared(packed=packed, attrs={"qconv_geometry": g, "qconv_precision": dt.name}, scratch=scratch)
+
+    def build(self, b: Binding):
+        kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
+        dt = np.dtype(b.attrs["qconv_precision"])
+        x, out, w = _as4d(b.inputs[0]), _as4d(b.outputs[0]), b.inputs[1]
+        n, c, h, wd = x.shape
+        oh, ow = out.shape[2:]
+        xt, ot, stage = carve(b.scratch, [(dt, (h * wd * c,)), (dt, (oh * ow * c,)), (out.dtype, (oh * ow * c,))])
+        bias = _bias(b, c)
+        m, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, c)
+        z = np.array([b.attrs.get("x_zp", 0)], dt)
+        zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
+        wf = w.reshape(-1)
+        images = [(x[i].reshape(-1), out[i].reshape(-1)) for i in range(n)]
+        f = jit("qdepthwise_cl")
+
+        def run():
+            for xi, oi in images:
+                f(xi, oi, wf, z, xt, ot, stage, c, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl,
+                  bias, m, r, sft, nm, nr, nn, has_neg, zp, lo, hi)
+        return run
+
+
 @register_kernel
 class QConvDepthwise(_QConvBase):
     name = "qconv_depthwise"
@@ -165,7 +213,7 @@ class QConvDepthwise(_QConvBase):
         dt, wc = self._plan(node)
         g, (oh, ow) = _geometry(node.inputs[0].shape, node.inputs[1].shape, node.attrs)
         nbuf, nacc = qwindow_scratch(oh, ow, *g[:6])
-        scratch = carve_bytes([(dt, (nbuf,)), (dt, (nacc,))])
+        scratch = carve_bytes([(dt, (nbuf,)), (dt, (nacc,)), (node.outputs[0].dtype, (nacc,))])
         packed = {1: np.ascontiguousarray(wc, dt), **_pack_bias(node, wc.shape[0])}
         return Prepared(packed=packed, attrs={"qconv_geometry": g, "qconv_precision": dt.name}, scratch=scratch)
 
@@ -176,7 +224,7 @@ class QConvDepthwise(_QConvBase):
         n, c, h, wd = x.shape
         oh, ow = out.shape[2:]
         nbuf, nacc = qwindow_scratch(oh, ow, kh, kw, sh, sw, dh, dw)
-        buf, acc = carve(b.scratch, [(dt, (nbuf,)), (dt, (nacc,))])
+        buf, acc, stage = carve(b.scratch, [(dt, (nbuf,)), (dt, (nacc,)), (out.dtype, (nacc,))])
         bias = _bias(b, c)
         m, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, c)
         z = np.array([b.attrs.get("x_zp", 0)], dt)
@@ -186,14 +234,32 @@ class QConvDepthwise(_QConvBase):
         f = jit("qwindow")
 
         def run():
-            f(xf, of, w, z, padv, buf, acc, n, c, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, 0,
+            f(xf, of, w, z, padv, buf, acc, stage, n, c, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, 0,
               bias, m, r, sft, nm, nr, nn, has_neg, zp, lo, hi)
         return run
 
 
+def _pair_tile(k2: int, mgp: int, pp: int) -> int:
+    """Pixels per tile of the int16-pairs GEMM: a multiple of NRW that keeps the tile of the
+    patch matrix (k2 × PT int32) and of the accumulators (Mgp × PT int32) in L2."""
+    from .qloops import NRW
+
+    pt = min(192 * 1024 // (4 * k2), 256 * 1024 // (4 * mgp)) // NRW * NRW
+    return int(max(NRW, min(pp, pt)))
+
+
+QCONV_DW = QConvDepthwise()
+
+
 @register_kernel
 class QConvGemm(_QConvBase):
+    """Strategy ``pairs`` (default when exact in int32): int16 ``x − x_zp`` / ``w − w_zp``
+    GEMM on the int16-pair micro-kernel of :func:`~.qloops.qgemm_pairs` with the
+    requantization fused per tile; strategy ``blas``: the float32/float64 BLAS trick."""
+
     name = "qconv_gemm"
+    #: use the int16-pair micro-kernel whenever exact (tests switch it off to cover BLAS)
+    use_pairs = True
 
     def supports(self, node) -> bool:
         if not _qconv_common_ok(node):
@@ -209,26 +275,83 @@ class QConvGemm(_QConvBase):
         grp = int(node.attrs.get("group", 1))
         m = w.shape[0]
         wc = _centered_weights(w, node.attrs.get("w_zp", 0), 0).reshape(grp, m // grp, -1)
-        amax = code_amax(node.inputs[0].dtype, node.attrs.get("x_zp", 0))
-        res = _choose_precision(np.abs(wc).reshape(m, -1), amax)
+        x_zp = int(np.asarray(node.attrs.get("x_zp", 0)).reshape(-1)[0])
+        amax = code_amax(node.inputs[0].dtype, x_zp)
+        info = np.iinfo(node.inputs[0].dtype)
+        absw = np.abs(wc).reshape(m, -1)
+        if (self.use_pairs and -32768 <= info.min - x_zp and info.max - x_zp <= 32767
+                and float(absw.sum(axis=1).max(initial=0)) * amax < 2 ** 31):
+            return "pairs", None, None, wc
+        res = _choose_precision(absw, amax)
         if res is None:
             return None
-        return res[0], res[1], wc
+        return "blas", res[0], res[1], wc
 
     def prepare(self, node) -> Prepared:
-        dt, chunks, wc = self._plan(node)
+        strategy, dt, chunks, wc = self._plan(node)
         g, (oh, ow) = _geometry(node.inputs[0].shape, node.inputs[1].shape, node.attrs)
         grp, mg, kg = wc.shape
         p = oh * ow
-        parts = [wc[gi][:, k0:k1].reshape(-1) for gi in range(grp) for k0, k1 in zip(chunks[:-1], chunks[1:])]
-        packed_w = np.ascontiguousarray(np.concatenate(parts), dt)
-        nchunk = len(chunks) - 1
-        scratch = carve_bytes([(dt, (grp * kg, p)), (dt, (nchunk, grp * mg, p))])
-        return Prepared(packed={1: packed_w, **_pack_bias(node, grp * mg)},
-                        attrs={"qconv_geometry": g, "qconv_precision": dt.name, "qconv_chunks": chunks,
-                               "qconv_wshape": [grp, mg, kg]}, scratch=scratch)
+        attrs = {"qconv_geometry": g, "qconv_strategy": strategy, "qconv_wshape": [grp, mg, kg]}
+        if strategy == "pairs":
+            from .qloops import MR, NRW
+
+            k2 = (kg + 1) // 2
+            mgp = -(-mg // MR) * MR
+            pp = -(-p // NRW) * NRW
+            pt = _pair_tile(k2, mgp, pp)
+            wp = np.zeros((grp, mgp, 2 * k2), np.int16)
+            wp[:, :mg, :kg] = wc
+            packed_w = np.ascontiguousarray(wp).view(np.int32).reshape(-1)
+            attrs["qconv_pairs"] = [k2, mgp, pp, pt]
+            scratch = carve_bytes([(np.int32, (k2, pp)), (np.int32, (mgp, pt)), (np.int16, (2, p))])
+        else:
+            parts = [wc[gi][:, k0:k1].reshape(-1) for gi in range(grp) for k0, k1 in zip(chunks[:-1], chunks[1:])]
+            packed_w = np.ascontiguousarray(np.concatenate(parts), dt)
+            attrs.update(qconv_precision=dt.name, qconv_chunks=chunks)
+            scratch = carve_bytes([(dt, (grp * kg, p)), (dt, (len(chunks) - 1, grp * mg, p))])
+        return Prepared(packed={1: packed_w, **_pack_bias(node, grp * mg)}, attrs=attrs, scratch=scratch)
 
     def build(self, b: Binding):
+        if b.attrs.get("qconv_strategy", "blas") == "pairs":
+            return self._build_pairs(b)
+        return self._build_blas(b)
+
+    def _build_pairs(self, b: Binding):
+        kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
+        grp, mg, kg = (int(v) for v in b.attrs["qconv_wshape"])
+        k2, mgp, pp, ptile = (int(v) for v in b.attrs["qconv_pairs"])
+        x, out, w2 = _as4d(b.inputs[0]), _as4d(b.outputs[0]), b.inputs[1]
+        n, c, h, wd = x.shape
+        m, oh, ow = out.shape[1:]
+        p = oh * ow
+        cg = c // grp
+        col2, ctile, rows = carve(b.scratch, [(np.int32, (k2, pp)), (np.int32, (mgp, ptile)), (np.int16, (2, p))])
+        col2f, colh, ctf = col2.reshape(-1), col2.reshape(-1).view(np.int16), ctile.reshape(-1)
+        bias = _bias(b, m)
+        mu, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, m)
+        z = int(np.asarray(b.attrs.get("x_zp", 0)).reshape(-1)[0])
+        zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
+        pointwise = kh == kw == sh == sw == 1 and pt == pl == 0 and (h, wd) == (oh, ow)
+        gemm = jit("qgemm_pairs")
+        fill = jit("center_pairs" if pointwise else "qim2col_pairs")
+        work = []
+        for i in range(n):
+            oi = out[i].reshape(-1)
+            for gi in range(grp):
+                xg = x[i, gi * cg:(gi + 1) * cg].reshape(-1)
+                fargs = ((xg, colh, z, cg, p, pp) if pointwise else
+                         (xg, colh, rows, z, cg, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, pp))
+                work.append((fargs, (w2, gi * mgp * k2, k2, col2f, pp, ptile, ctf, mg, mgp, p, oi, gi * mg * p,
+                                     gi * mg, bias, mu, r, sft, nm, nr, nn, has_neg, zp, lo, hi)))
+
+        def run():
+            for fargs, gargs in work:
+                fill(*fargs)
+                gemm(*gargs)
+        return run
+
+    def _build_blas(self, b: Binding):
         kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
         dt = np.dtype(b.attrs["qconv_precision"])
         chunks = [int(v) for v in b.attrs["qconv_chunks"]]

@@ -37,6 +37,11 @@ def _bcast_ok(node) -> bool:
     return (a.shape == b.shape == out.shape) or out.rank <= 4
 
 
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """``a`` and ``b`` are the same buffer (an in-place op): use the one-array loop variant."""
+    return a.ctypes.data == b.ctypes.data and a.nbytes == b.nbytes
+
+
 def _bcast_views(a: np.ndarray, b: np.ndarray, out: np.ndarray):
     """Flat views when all shapes agree, else 4-D broadcast views of a and b and a 4-D out."""
     if a.shape == b.shape == out.shape:
@@ -69,6 +74,12 @@ class QAddKernel(Kernel):
         r = (1 << (n - 1)) if n > 0 else 0
         args = (_int(at["a_zp"]), _int(at["a_mult"]), _int(at["b_zp"]), _int(at["b_mult"]), r, n, _int(at["y_zp"]),
                 _int(at["act_min"]), _int(at["act_max"]))
+        if flat and _same(x, out):
+            f = jit("qadd_flat_ip")
+
+            def run():
+                f(out, y, *args)
+            return run
         f = jit("qadd_flat" if flat else "qadd_4d")
 
         def run():
@@ -92,6 +103,12 @@ class QMulKernel(Kernel):
         m, r, n = scalar_rq(at["multiplier"], at["shift"])
         args = (_int(at["a_zp"]), _int(at["b_zp"]), m, r, n, _int(at["y_zp"]), _int(at["act_min"]),
                 _int(at["act_max"]))
+        if flat and _same(x, out):
+            f = jit("qmul_flat_ip")
+
+            def run():
+                f(out, y, *args)
+            return run
         f = jit("qmul_flat" if flat else "qmul_4d")
 
         def run():
@@ -170,6 +187,12 @@ class RequantizeKernel(Kernel):
         m, r, n = scalar_rq(at["multiplier"], at["shift"])
         args = (_int(at.get("x_zp", 0)), m, r, n, _int(at.get("y_zp", 0)), _int(at["act_min"]), _int(at["act_max"]))
         size = x.size
+        if _same(x, out):
+            f = jit("requant_ip")
+
+            def run():
+                f(out, *args)
+            return run
         f = jit("requant_rows")
 
         def run():
@@ -219,6 +242,12 @@ class QPReluKernel(Kernel):
         args = (o, c, i, _int(at.get("x_zp", 0)), pm, pr, pn, nm, nr, nn, _int(at.get("y_zp", 0)), int(info.min),
                 int(info.max))
         xf, of = x.reshape(-1), out.reshape(-1)
+        if _same(xf, of):
+            f = jit("qprelu_ip")
+
+            def run():
+                f(of, *args)
+            return run
         f = jit("qprelu")
 
         def run():
@@ -243,7 +272,14 @@ class QLutKernel(Kernel):
         table = np.ascontiguousarray(np.asarray(b.attrs["table"], np.int64).reshape(-1))
         qmin = int(np.iinfo(x.dtype).min)
         xf, of = x.reshape(-1), out.reshape(-1)
-        f = jit("qlut8" if x.dtype.itemsize == 1 else "qlut16")
+        name = "qlut8" if x.dtype.itemsize == 1 else "qlut16"
+        if _same(xf, of):
+            f = jit(name + "_ip")
+
+            def run():
+                f(of, table, qmin)
+            return run
+        f = jit(name)
 
         def run():
             f(xf, of, table, qmin)

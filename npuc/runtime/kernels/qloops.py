@@ -142,6 +142,194 @@ def qepi_flat(acc, J, L, m, r, n, zp, lo, hi, out):
         out[i] = _rq(v, m, r, n, zp, lo, hi)
 
 
+# --------------------------------------------------------------------------- int16 pairs GEMM
+#: micro-kernel block: MR weight rows × NRW pixels (NRW = 16·NR, NR vectors of 16 int32 lanes)
+MR, NR = 6, 4
+NRW = 16 * NR
+
+
+def center_pairs(x, col, z, C, P, Pp):
+    """``x (C, P) − z`` as int16 in the pair layout ``col[(c >> 1)·Pp + p, c & 1]`` (flat int16,
+    rows of ``2·Pp``): channels 2k and 2k+1 of a pixel are one int32."""
+    for c2 in range(C // 2):
+        a = max(2 * c2 * P, 0)
+        b = a + P
+        o = max(2 * c2 * Pp, 0)
+        for p in range(P):
+            col[o + 2 * p] = x[a + p] - z
+            col[o + 2 * p + 1] = x[b + p] - z
+    if C % 2:
+        a = max((C - 1) * P, 0)
+        o = max((C // 2) * 2 * Pp, 0)
+        for p in range(P):
+            col[o + 2 * p] = x[a + p] - z
+            col[o + 2 * p + 1] = 0
+
+
+def _patch_row(x, row, r, z, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW):
+    """Row ``r = (c·KH + i)·KW + j`` of the patch matrix of ``x − z`` (padding 0) into the
+    contiguous int16 ``row`` of OH·OW pixels."""
+    j = r % KW
+    i = (r // KW) % KH
+    c = r // (KW * KH)
+    off = j * dw - pl
+    lo = 0 if off >= 0 else (-off + sw - 1) // sw
+    hi = (W - off + sw - 1) // sw if W > off else 0
+    if hi > OW:
+        hi = OW
+    if lo > hi:
+        lo = hi
+    n = hi - lo
+    for oh in range(OH):
+        ih = oh * sh - pt + i * dh
+        base = max(oh * OW, 0)
+        if ih < 0 or ih >= H:
+            for t in range(OW):
+                row[base + t] = 0
+        else:
+            for t in range(lo):
+                row[base + t] = 0
+            db = max(base + lo, 0)
+            src = max((c * H + ih) * W + lo * sw + off, 0)
+            if sw == 1:
+                for t in range(n):
+                    row[db + t] = x[src + t] - z
+            elif sw == 2:
+                for t in range(n):
+                    row[db + t] = x[src + 2 * t] - z
+            else:
+                for t in range(n):
+                    row[db + t] = x[src + t * sw] - z
+            eb = max(base + hi, 0)
+            for t in range(OW - hi):
+                row[eb + t] = 0
+
+
+def qim2col_pairs(x, col, rows, z, C, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW, Pp):
+    """:func:`qim2col` into the pair layout of :func:`center_pairs`: rows ``2k`` and ``2k+1`` of
+    the patch matrix (int16, ``x − z``, padding 0) are built contiguous in ``rows (2, OH·OW)``
+    and interleaved into ``col[k·Pp + p] = (row 2k, row 2k+1)``; an odd last row pairs with 0."""
+    K = C * KH * KW
+    P = OH * OW
+    r0 = rows[0]
+    r1 = rows[1]
+    for k2 in range((K + 1) // 2):
+        _patch_row(x, r0, 2 * k2, z, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW)
+        if 2 * k2 + 1 < K:
+            _patch_row(x, r1, 2 * k2 + 1, z, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW)
+        else:
+            for p in range(P):
+                r1[p] = 0
+        o = max(2 * k2 * Pp, 0)
+        for p in range(P):
+            col[o + 2 * p] = r0[p]
+            col[o + 2 * p + 1] = r1[p]
+
+
+def qgemm_pairs(w2, woff, K2, col2, Pp, PT, ctile, Mg, Mgp, P, out, ooff, c0, bias, mult, rnd, shift,
+                negm, negr, negn, has_neg, zp, lo, hi):
+    """``out[c0 + r, p] = requantize(Σ_k w[r, k]·col[k, p] + bias)`` for one group: int16 pairs
+    (``w2`` rows of K2 int32 from ``woff``; ``col2 (K2, Pp)`` int32), int32 accumulators from the
+    :func:`_mk` micro-kernel (VNNI ``vpdpwssd`` / ``pmaddwd``), one pixel tile of ``PT``
+    columns at a time into ``ctile (Mgp, PT)``, requantized while the tile is in cache."""
+    for ps in range(0, Pp, PT):
+        pe = min(ps + PT, Pp)
+        for m0 in range(0, Mgp, MR):
+            for p0 in range(ps, pe, NRW):
+                _mk(w2, woff + m0 * K2, K2, col2, p0, Pp, K2, ctile, m0 * PT + p0 - ps, PT)
+        valid = min(pe, P) - ps
+        for r in range(Mg):
+            ch = c0 + r
+            b = bias[ch]
+            m = mult[ch]
+            rr = rnd[ch]
+            n = shift[ch]
+            tb = max(r * PT, 0)
+            ob = max(ooff + r * P + ps, 0)
+            if has_neg:
+                nm = negm[ch]
+                nr = negr[ch]
+                nn = negn[ch]
+                for p in range(valid):
+                    v = np.int64(ctile[tb + p]) + b
+                    if v >= 0:
+                        out[ob + p] = _rq(v, m, rr, n, zp, lo, hi)
+                    else:
+                        out[ob + p] = _rq(v, nm, nr, nn, zp, lo, hi)
+            else:
+                for p in range(valid):
+                    out[ob + p] = _rq(np.int64(ctile[tb + p]) + b, m, rr, n, zp, lo, hi)
+
+
+def _make_mk():
+    """The micro-kernel ``_mk(w2, woff, ldw, x2, xoff, ldx, k2, c, coff, ldc)`` as a numba
+    intrinsic: ``c[coff + r·ldc + q] = Σ_k<k2 dot2(w2[woff + r·ldw + k], x2[xoff + k·ldx + q])``
+    for r < MR, q < NRW, where ``dot2`` of two int32 holding int16 pairs is
+    ``lo·lo + hi·hi``. Written in generic LLVM vector IR (sign-extend, multiply, add the even
+    and odd lanes), which LLVM turns into ``vpdpwssd`` on AVX-512 VNNI (``vpmaddwd`` + add on
+    AVX2/SSE2), with the MR × NR accumulators kept in registers."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def mk(typingctx, w2, woff, ldw, x2, xoff, ldx, k2, c, coff, ldc):
+        sig = types.void(w2, woff, ldw, x2, xoff, ldx, k2, c, coff, ldc)
+
+        def codegen(context, builder, signature, args):
+            w2v, woffv, ldwv, x2v, xoffv, ldxv, k2v, cv, coffv, ldcv = args
+            st = signature.args
+            wp = context.make_array(st[0])(context, builder, w2v).data
+            xp = context.make_array(st[3])(context, builder, x2v).data
+            cp = context.make_array(st[7])(context, builder, cv).data
+            i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+            v16 = ir.VectorType(i32, 16)
+            w16x32, w32x32 = ir.VectorType(i16, 32), ir.VectorType(i32, 32)
+            even = ir.Constant(v16, [2 * i for i in range(16)])
+            odd = ir.Constant(v16, [2 * i + 1 for i in range(16)])
+
+            def dot2(acc, a, b):
+                pa = builder.sext(builder.bitcast(a, w16x32), w32x32)
+                pb = builder.sext(builder.bitcast(b, w16x32), w32x32)
+                prod = builder.mul(pa, pb)
+                return builder.add(acc, builder.add(builder.shuffle_vector(prod, prod, even),
+                                                    builder.shuffle_vector(prod, prod, odd)))
+
+            with builder.goto_block(builder.function.entry_basic_block):
+                accs = [[builder.alloca(v16) for _ in range(NR)] for _ in range(MR)]
+            zero = ir.Constant(v16, None)
+            for row in accs:
+                for a in row:
+                    builder.store(zero, a)
+            with cgutils.for_range(builder, k2v) as loop:
+                k = loop.index
+                xrow = builder.gep(xp, [builder.add(xoffv, builder.mul(k, ldxv))])
+                xs = [builder.load(builder.bitcast(builder.gep(xrow, [ir.Constant(i64, 16 * j)]), v16.as_pointer()),
+                                   align=4) for j in range(NR)]
+                for r in range(MR):
+                    wi = builder.add(builder.add(woffv, builder.mul(ir.Constant(i64, r), ldwv)), k)
+                    wv = builder.load(builder.gep(wp, [wi]))
+                    wb = builder.insert_element(ir.Constant(v16, ir.Undefined), wv, ir.Constant(i32, 0))
+                    wb = builder.shuffle_vector(wb, ir.Constant(v16, ir.Undefined), ir.Constant(v16, None))
+                    for j in range(NR):
+                        builder.store(dot2(builder.load(accs[r][j]), xs[j], wb), accs[r][j])
+            for r in range(MR):
+                crow = builder.gep(cp, [builder.add(coffv, builder.mul(ir.Constant(i64, r), ldcv))])
+                for j in range(NR):
+                    ptr = builder.bitcast(builder.gep(crow, [ir.Constant(i64, 16 * j)]), v16.as_pointer())
+                    builder.store(builder.load(accs[r][j]), ptr, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return mk
+
+
+def _mk(*args):  # replaced by the intrinsic of _make_mk() before any loop using it is compiled
+    raise RuntimeError("qloops._mk is only callable from compiled loops")
+
+
 # --------------------------------------------------------------------------- windows
 def qwindow_scratch(OH, OW, KH, KW, sh, sw, dh, dw):
     """Elements of ``buf`` and ``acc`` of :func:`qwindow` (as ``window_scratch`` of _numba)."""
@@ -152,7 +340,81 @@ def qwindow_scratch(OH, OW, KH, KW, sh, sw, dh, dw):
     return sh * sw * hq * wq + Lp, Lp
 
 
-def qwindow(x, out, w, z, padv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl, mode,
+def _qfill(x, buf, nc, H, W, sh, sw, pt, pl, hq, wq, ps, pv, zv):
+    """Space to depth of channel ``nc`` of flat ``x`` minus ``zv``, padded with ``pv``:
+    ``buf[(ri·sw + rj)·ps + a·wq + b] = x_pad[a·sh + ri, b·sw + rj] − zv`` (as window2d);
+    column stride 2 de-interleaves both column phases of a row in one loop."""
+    if sw == 2:
+        lo = (pl + 1) // 2
+        hi = (W + pl) // 2
+        if hi > wq:
+            hi = wq
+        if lo > hi:
+            lo = hi
+        for ri in range(sh):
+            p0 = (ri * 2) * ps
+            p1 = p0 + ps
+            for a in range(hq):
+                ih = a * sh + ri - pt
+                r0 = max(p0 + a * wq, 0)
+                r1 = max(p1 + a * wq, 0)
+                if ih < 0 or ih >= H:
+                    for t in range(wq):
+                        buf[r0 + t] = pv
+                        buf[r1 + t] = pv
+                    continue
+                row = max((nc * H + ih) * W, 0)
+                for b in range(lo):
+                    iw = 2 * b - pl
+                    buf[r0 + b] = x[row + iw] - zv if iw >= 0 and iw < W else pv
+                    iw += 1
+                    buf[r1 + b] = x[row + iw] - zv if iw >= 0 and iw < W else pv
+                src = max(row + 2 * lo - pl, 0)
+                d0 = max(r0 + lo, 0)
+                d1 = max(r1 + lo, 0)
+                for t in range(hi - lo):
+                    buf[d0 + t] = x[src + 2 * t] - zv
+                    buf[d1 + t] = x[src + 2 * t + 1] - zv
+                for b in range(hi, wq):
+                    iw = 2 * b - pl
+                    buf[r0 + b] = x[row + iw] - zv if iw >= 0 and iw < W else pv
+                    iw += 1
+                    buf[r1 + b] = x[row + iw] - zv if iw >= 0 and iw < W else pv
+        return
+    for ri in range(sh):
+        for rj in range(sw):
+            pb = (ri * sw + rj) * ps
+            off = rj - pl
+            lo = 0 if off >= 0 else (-off + sw - 1) // sw
+            hi = (W - off + sw - 1) // sw if W > off else 0
+            if hi > wq:
+                hi = wq
+            if lo > hi:
+                lo = hi
+            cnt = hi - lo
+            for a in range(hq):
+                ih = a * sh + ri - pt
+                rb = max(pb + a * wq, 0)
+                if ih < 0 or ih >= H:
+                    for t in range(wq):
+                        buf[rb + t] = pv
+                else:
+                    for t in range(lo):
+                        buf[rb + t] = pv
+                    rl = max(rb + lo, 0)
+                    src = max((nc * H + ih) * W + lo * sw + off, 0)
+                    if sw == 1:
+                        for t in range(cnt):
+                            buf[rl + t] = x[src + t] - zv
+                    else:
+                        for t in range(cnt):
+                            buf[rl + t] = x[src + t * sw] - zv
+                    re = max(rb + hi, 0)
+                    for t in range(wq - hi):
+                        buf[re + t] = pv
+
+
+def qwindow(x, out, w, z, padv, buf, acc, stage, N, C, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl, mode,
             bias, mult, rnd, shift, negm, negr, negn, has_neg, zp, lo, hi):
     """Sliding windows over integer NCHW ``x`` (flat), one channel at a time, into integer ``out``.
 
@@ -164,7 +426,8 @@ def qwindow(x, out, w, z, padv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw, dh
     ``mode`` 0: depthwise conv, ``acc = Σ w[c, t]·tap_t``, then ``requantize(acc + bias[c])``
     with the channel's multiplier (``neg*`` for negative accumulators when ``has_neg``);
     1: max (no requantization: ``out = acc``); 2: window sum then ``requantize`` (average pool
-    with a constant count folded into the multiplier).
+    with a constant count folded into the multiplier). ``stage`` (out's dtype, as long as
+    ``acc``) holds a channel's integer results before the valid columns are copied out.
     """
     hq = OH + ((KH - 1) * dh) // sh
     wq = OW + ((KW - 1) * dw) // sw
@@ -178,37 +441,7 @@ def qwindow(x, out, w, z, padv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw, dh
     for n in range(N):
         for c in range(C):
             nc = n * C + c
-            for ri in range(sh):
-                for rj in range(sw):
-                    pb = (ri * sw + rj) * ps
-                    off = rj - pl
-                    lo_ = 0 if off >= 0 else (-off + sw - 1) // sw
-                    hi_ = (W - off + sw - 1) // sw if W > off else 0
-                    if hi_ > wq:
-                        hi_ = wq
-                    if lo_ > hi_:
-                        lo_ = hi_
-                    cnt = hi_ - lo_
-                    for a in range(hq):
-                        ih = a * sh + ri - pt
-                        rb = max(pb + a * wq, 0)
-                        if ih < 0 or ih >= H:
-                            for t in range(wq):
-                                buf[rb + t] = pv
-                        else:
-                            for t in range(lo_):
-                                buf[rb + t] = pv
-                            rl = max(rb + lo_, 0)
-                            src = max((nc * H + ih) * W + lo_ * sw + off, 0)
-                            if sw == 1:
-                                for t in range(cnt):
-                                    buf[rl + t] = x[src + t] - zv
-                            else:
-                                for t in range(cnt):
-                                    buf[rl + t] = x[src + t * sw] - zv
-                            re = max(rb + hi_, 0)
-                            for t in range(wq - hi_):
-                                buf[re + t] = pv
+            _qfill(x, buf, nc, H, W, sh, sw, pt, pl, hq, wq, ps, pv, zv)
             if KH == 3 and KW == 3 and mode != 2:
                 o0 = _tapoff(0, 0, sh, sw, dh, dw, ps, wq)
                 o1 = _tapoff(0, 1, sh, sw, dh, dw, ps, wq)
@@ -279,33 +512,84 @@ def qwindow(x, out, w, z, padv, buf, acc, N, C, H, W, OH, OW, KH, KW, sh, sw, dh
                         else:
                             for q in range(L):
                                 acc[q] += buf[ot + q]
+            # requantize the whole channel (long vectorized loop, junk columns included) into
+            # ``stage``, then copy the valid columns of each output row
             if mode == 1:
-                for oh in range(OH):
-                    ab = max(oh * wq, 0)
-                    ob = max((nc * OH + oh) * OW, 0)
-                    for t in range(OW):
-                        out[ob + t] = np.int64(acc[ab + t])
+                for q in range(L):
+                    stage[q] = np.int64(acc[q])
             else:
                 b = bias[c]
                 m = mult[c]
                 rr = rnd[c]
                 sft = shift[c]
-                nm = negm[c]
-                nr = negr[c]
-                nn = negn[c]
-                for oh in range(OH):
-                    ab = max(oh * wq, 0)
-                    ob = max((nc * OH + oh) * OW, 0)
-                    if has_neg:
-                        for t in range(OW):
-                            v = np.int64(acc[ab + t]) + b
-                            if v >= 0:
-                                out[ob + t] = _rq(v, m, rr, sft, zp, lo, hi)
-                            else:
-                                out[ob + t] = _rq(v, nm, nr, nn, zp, lo, hi)
-                    else:
-                        for t in range(OW):
-                            out[ob + t] = _rq(np.int64(acc[ab + t]) + b, m, rr, sft, zp, lo, hi)
+                if has_neg:
+                    nm = negm[c]
+                    nr = negr[c]
+                    nn = negn[c]
+                    for q in range(L):
+                        v = np.int64(acc[q]) + b
+                        if v >= 0:
+                            stage[q] = _rq(v, m, rr, sft, zp, lo, hi)
+                        else:
+                            stage[q] = _rq(v, nm, nr, nn, zp, lo, hi)
+                else:
+                    for q in range(L):
+                        stage[q] = _rq(np.int64(acc[q]) + b, m, rr, sft, zp, lo, hi)
+            for oh in range(OH):
+                ab = max(oh * wq, 0)
+                ob = max((nc * OH + oh) * OW, 0)
+                for t in range(OW):
+                    out[ob + t] = stage[ab + t]
+
+
+def qdepthwise_cl(x, out, w, z, xt, ot, stage, C, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl,
+                  bias, mult, rnd, shift, negm, negr, negn, has_neg, zp, lo, hi):
+    """Depthwise conv of one image on a small feature map, vectorized across channels:
+    ``xt (H·W, C) = x − z`` channels-last, each output pixel accumulates
+    ``w[tap, :] · xt[pixel, :]`` over its in-bounds taps (padding is the zero point: skipped)
+    into ``ot (OH·OW, C)``, requantized per channel into ``stage (OH·OW, C)`` and transposed
+    into ``out (C, OH, OW)`` (all flat)."""
+    HW = H * W
+    zv = z[0]
+    for c in range(C):
+        xb = max(c * HW, 0)
+        for p in range(HW):
+            xt[p * C + c] = x[xb + p] - zv
+    zero = zv - zv
+    for oh in range(OH):
+        for ow in range(OW):
+            ob = max((oh * OW + ow) * C, 0)
+            for c in range(C):
+                ot[ob + c] = zero
+            for i in range(KH):
+                ih = oh * sh - pt + i * dh
+                if ih < 0 or ih >= H:
+                    continue
+                for j in range(KW):
+                    iw = ow * sw - pl + j * dw
+                    if iw < 0 or iw >= W:
+                        continue
+                    xb = max((ih * W + iw) * C, 0)
+                    wb = max((i * KW + j) * C, 0)
+                    for c in range(C):
+                        ot[ob + c] += w[wb + c] * xt[xb + c]
+    P = OH * OW
+    for p in range(P):
+        ob = max(p * C, 0)
+        if has_neg:
+            for c in range(C):
+                v = np.int64(ot[ob + c]) + bias[c]
+                if v >= 0:
+                    stage[ob + c] = _rq(v, mult[c], rnd[c], shift[c], zp, lo, hi)
+                else:
+                    stage[ob + c] = _rq(v, negm[c], negr[c], negn[c], zp, lo, hi)
+        else:
+            for c in range(C):
+                stage[ob + c] = _rq(np.int64(ot[ob + c]) + bias[c], mult[c], rnd[c], shift[c], zp, lo, hi)
+    for c in range(C):
+        obase = max(c * P, 0)
+        for p in range(P):
+            out[obase + p] = stage[p * C + c]
 
 
 def _tapoff(i, j, sh, sw, dh, dw, ps, wq):
@@ -404,7 +688,7 @@ def qprelu(x, out, O, C, I, xz, pm, pr, pn, negm, negr, negn, zp, lo, hi):
             nm = negm[k]
             nr = negr[k]
             nn = negn[k]
-            base = (o * C + c) * I
+            base = max((o * C + c) * I, 0)
             for i in range(I):
                 d = np.int64(x[base + i]) - xz
                 if d >= 0:
@@ -460,11 +744,67 @@ def dequantize_lin(x, out, O, C, I, s, z):
                 out[base + i] = np.float64(np.int64(x[base + i]) - zv) * sv
 
 
+# In-place variants (the output is the first input's buffer): with two array arguments that
+# overlap, LLVM's runtime alias check fails and the scalar loop runs; these read and write one
+# array, which vectorizes.
+def qadd_flat_ip(a, b, az, am, bz, bm, r, n, zp, lo, hi):
+    for i in range(a.shape[0]):
+        s = (np.int64(a[i]) - az) * am + (np.int64(b[i]) - bz) * bm
+        y = ((s + r) >> n) + zp
+        y = lo if y < lo else y
+        a[i] = hi if y > hi else y
+
+
+def qmul_flat_ip(a, b, az, bz, m, r, n, zp, lo, hi):
+    for i in range(a.shape[0]):
+        a[i] = _rq((np.int64(a[i]) - az) * (np.int64(b[i]) - bz), m, r, n, zp, lo, hi)
+
+
+def requant_ip(x, xz, m, r, n, zp, lo, hi):
+    for i in range(x.shape[0]):
+        x[i] = _rq(np.int64(x[i]) - xz, m, r, n, zp, lo, hi)
+
+
+def qprelu_ip(x, O, C, I, xz, pm, pr, pn, negm, negr, negn, zp, lo, hi):
+    nc = negm.shape[0]
+    for o in range(O):
+        for c in range(C):
+            k = c % nc
+            nm = negm[k]
+            nr = negr[k]
+            nn = negn[k]
+            base = max((o * C + c) * I, 0)
+            for i in range(I):
+                d = np.int64(x[base + i]) - xz
+                if d >= 0:
+                    x[base + i] = _rq(d, pm, pr, pn, zp, lo, hi)
+                else:
+                    x[base + i] = _rq(d, nm, nr, nn, zp, lo, hi)
+
+
+def qlut8_ip(x, table, qmin):
+    for i in range(x.shape[0]):
+        x[i] = table[np.int64(x[i]) - qmin]
+
+
+def qlut16_ip(x, table, qmin):
+    last = table.shape[0] - 1
+    for i in range(x.shape[0]):
+        u = np.int64(x[i]) - qmin
+        k = u >> 7
+        f = u & 127
+        lo = table[k]
+        k1 = k + 1 if k + 1 < last else last
+        hi = table[k1]
+        x[i] = lo + (((hi - lo) * f + 64) >> 7)
+
+
 # --------------------------------------------------------------------------- lazy jit
 _SOURCES: dict[str, Callable] = {f.__name__: f for f in (
-    center, qim2col, qepi_rows, qepi_cols, qepi_flat, qwindow, global_max_int, qadd_flat, qadd_4d, qmul_flat,
-    qmul_4d, requant_rows, qmean, qprelu, qlut8, qlut16, quantize_lin, dequantize_lin)}
-_HELPERS = ("_rq", "_tapoff")
+    center, qim2col, center_pairs, qim2col_pairs, qgemm_pairs, qdepthwise_cl, qepi_rows, qepi_cols, qepi_flat, qwindow, global_max_int, qadd_flat, qadd_4d, qmul_flat,
+    qmul_4d, requant_rows, qmean, qprelu, qlut8, qlut16, quantize_lin, dequantize_lin, qadd_flat_ip,
+    qmul_flat_ip, requant_ip, qprelu_ip, qlut8_ip, qlut16_ip)}
+_HELPERS = ("_rq", "_tapoff", "_qfill", "_patch_row")
 _JITTED: dict[str, Callable] = {}
 
 
@@ -478,6 +818,8 @@ def jit(name: str) -> Callable:
         for h in _HELPERS:
             if not hasattr(g[h], "py_func"):
                 g[h] = numba.njit(cache=True, nogil=True, inline="always")(g[h])
+        if not hasattr(g["_mk"], "_defn"):
+            g["_mk"] = _make_mk()
         f = numba.njit(cache=True, nogil=True, error_model="numpy")(_SOURCES[name])
         _JITTED[name] = f
     return f

@@ -119,7 +119,7 @@ class _WindowInt(Kernel):
         dt = self.precision(node)
         nbuf, nacc = qwindow_scratch(oh, ow, *g[:6])
         return Prepared(attrs={"qpool_geometry": g, "qpool_precision": dt.name},
-                        scratch=carve_bytes([(dt, (nbuf,)), (dt, (nacc,))]))
+                        scratch=carve_bytes([(dt, (nbuf,)), (dt, (nacc,)), (node.outputs[0].dtype, (nacc,))]))
 
     def params(self, b: Binding, c: int):
         raise NotImplementedError
@@ -131,7 +131,7 @@ class _WindowInt(Kernel):
         n, c, h, wd = x.shape
         oh, ow = out.shape[2:]
         nbuf, nacc = qwindow_scratch(oh, ow, kh, kw, sh, sw, dh, dw)
-        buf, acc = carve(b.scratch, [(dt, (nbuf,)), (dt, (nacc,))])
+        buf, acc, stage = carve(b.scratch, [(dt, (nbuf,)), (dt, (nacc,)), (out.dtype, (nacc,))])
         z, padv, tail = self.params(b, c, dt)
         w = np.zeros((1, 1), dt)
         xf, of = x.reshape(-1), out.reshape(-1)
@@ -139,7 +139,7 @@ class _WindowInt(Kernel):
         f = jit("qwindow")
 
         def run():
-            f(xf, of, w, z, padv, buf, acc, n, c, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, mode, *tail)
+            f(xf, of, w, z, padv, buf, acc, stage, n, c, h, wd, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, mode, *tail)
         return run
 
 
