@@ -20,7 +20,7 @@ from .targets import get_target
 log = logging.getLogger(__name__)
 
 
-DEFAULT_CALIBRATE_METHOD = "minmax"
+DEFAULT_CALIBRATE_METHOD = "mse"   # measured best overall: benchmarks/quant_methods.py
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class CompileOptions:
     min_cosine: float = 0.99
     mixed_precision_type: str = "int16"       # int16 | float
     dump_quant_error: str | None = None       # folder (or .csv path) for the per-layer report
+    bias_correction: bool = False             # empirical per-channel bias correction (one run per layer)
     progress: bool = False
 
     @property

@@ -98,7 +98,7 @@ def cmd_compile(args) -> int:
                                           "symmetric_activations", "calibrate_method", "percentile",
                                           "per_tensor_weights", "quant_scheme", "export_quant_scheme",
                                           "auto_mixed_precision", "min_cosine", "mixed_precision_type",
-                                          "dump_quant_error")
+                                          "dump_quant_error", "bias_correction")
              if getattr(args, k, None) not in (None, False)}
     report = api.compile(args.model, args.output, target=args.target, input_shapes=shapes, dump_dir=args.dump_dir,
                          progress=not args.json and sys.stderr.isatty(), **quant)
@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="compile a model into a .npuc file")
-    c.add_argument("model", help="model file (.onnx)")
+    c.add_argument("model", help="model file (.onnx or .tflite)")
     c.add_argument("-o", "--output", required=True, help="output .npuc file")
     c.add_argument("-t", "--target", default="cpu", choices=target_names())
     c.add_argument("--input-shape", action="append", metavar="NAME:D0,D1,...",
@@ -372,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--min-cosine", type=float, help="target output cosine vs float (default 0.99)")
     q.add_argument("--mixed-precision-type", choices=["int16", "float"], help="precision of promoted layers")
     q.add_argument("--dump-quant-error", metavar="DIR", help="write per-layer cosine/relative error (CSV, PNG)")
+    q.add_argument("--bias-correction", action="store_true",
+                   help="correct each layer's mean output error on the calibration set (slower compile)")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled model on inputs from an .npz file")

@@ -73,7 +73,12 @@ class Calibrator:
                ) -> dict[str, tuple[float, float]]:
         """Clipping range per tensor for the precision it will be quantized to."""
         out = {}
+        graph_outputs = {v.name for v in self.graph.outputs}
         for name, obs in self.observers.items():
+            if name in graph_outputs:
+                # never clip what the user reads: a graph output keeps its full range
+                out[name] = (min(float(obs.min), 0.0), max(float(obs.max), 0.0))
+                continue
             prec = precision_of(name)
             if prec == "float":
                 qt, sym = QType.INT16, True  # not quantized: any range (kept for reports)

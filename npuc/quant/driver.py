@@ -69,7 +69,7 @@ def quantize_model(graph: Graph, opts, *, timings=None) -> Graph:
     missing = [v.name for v in _float_values(graph) if v.name not in ranges
                and cfg.overrides.get(v.name, cfg.act_type) != "float"]
     cal = None
-    needs_data = missing or opts.auto_mixed_precision or opts.dump_quant_error
+    needs_data = missing or opts.auto_mixed_precision or opts.dump_quant_error or opts.bias_correction
     if needs_data:
         cal = calibrate_graph(graph, opts, timings=timings)
     if opts.auto_mixed_precision:
@@ -92,6 +92,13 @@ def quantize_model(graph: Graph, opts, *, timings=None) -> Graph:
     Pipeline("post-quant", [Fixpoint("cleanup", (fold_constants, dead_code_elimination))]).run(qgraph)
     if timings is not None:
         timings["quantize"] = time.perf_counter() - t0
+    if opts.bias_correction:
+        from .bias_correction import correct_biases
+
+        t0 = time.perf_counter()
+        correct_biases(cal.session, qgraph, _eval_samples(opts, graph, limit=16), sequential=True)
+        if timings is not None:
+            timings["bias_correction"] = time.perf_counter() - t0
     if opts.export_quant_scheme:
         write_scheme(opts.export_quant_scheme, graph, ranges, cfg)
     if opts.dump_quant_error:
