@@ -128,11 +128,11 @@ def test_dump_quant_error_and_mixed_precision(tmp_path):
     rep = tmp_path / "rep"
     out = tmp_path / "m.npuc"
     npuc.compile(d / "model.onnx", out, dataset=str(d / "calib.npz"), quant_type="int8",
-                 dump_quant_error=str(rep), auto_mixed_precision=True, min_cosine=0.99999,
+                 dump_quant_error=str(rep), auto_mixed_precision=True, min_cosine=0.99985,
                  mixed_precision_type="int16")
     rows = (rep / "quant_error.csv").read_text().splitlines()
     assert rows[0].startswith("order,tensor,op,dtype,cosine") and len(rows) > 5
     from npuc.format.reader import read_program
 
-    dtypes = {t.dtype for t in read_program(out).tensors}
+    dtypes = {t.dtype for t in read_program(out).tensors if t.kind == "arena"}
     assert "int16" in dtypes and "int8" in dtypes  # some layers promoted, the rest stay int8
