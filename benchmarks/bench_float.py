@@ -2,7 +2,8 @@
 
     python benchmarks/bench_float.py [--runs 30] [--models mobilenet_v2,resnet18] [--profile 10]
 
-Builds the models with ``tests.models.zoo`` (BN folded, as exporters write them), compiles
+Builds the models with ``tests.models.zoo`` (BN folded, as exporters write them; also
+``--models yolo_like``, a YOLOv5n-like detector at 320), compiles
 each with npuc, then runs npuc and onnxruntime (``intra_op_num_threads=1``, sequential
 execution, default graph optimizations) interleaved, run by run, on the same inputs, and
 prints per model: the median latency of each, the ratio npuc / onnxruntime, the max abs
@@ -45,10 +46,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import onnxruntime as ort  # noqa: E402
 
 import npuc  # noqa: E402
-from tests.models.zoo import mobilenet_v2, resnet18, save  # noqa: E402
+from tests.models.zoo import mobilenet_v2, resnet18, save, yolo_like  # noqa: E402
 
 MODELS = {"mobilenet_v2": lambda: mobilenet_v2(resolution=224, fold_bn=True),
-          "resnet18": lambda: resnet18(resolution=224, fold_bn=True)}
+          "resnet18": lambda: resnet18(resolution=224, fold_bn=True),
+          "yolo_like": lambda: yolo_like(resolution=320, fold_bn=True)}
+DEFAULT_MODELS = ("mobilenet_v2", "resnet18")
 
 
 def blas_core() -> str:
@@ -86,18 +89,18 @@ def bench_model(name: str, workdir: Path, runs: int, warmup: int, profile: int) 
     compile_s = time.perf_counter() - t0
 
     rng = np.random.default_rng(0)
-    inp = model.graph.input[0]
-    shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
-    x = rng.standard_normal(shape).astype(np.float32)
-    feeds = {inp.name: x}
+    feeds = {}
+    for inp in model.graph.input:
+        shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+        feeds[inp.name] = rng.standard_normal(shape).astype(np.float32)
 
     t0 = time.perf_counter()
     sess = npuc.load(str(npuc_path))
-    y_npuc = next(iter(sess.run(feeds).values()))
+    y_npuc = list(sess.run(feeds).values())
     load_npuc = time.perf_counter() - t0
     t0 = time.perf_counter()
     osess = ort_session(str(onnx_path))
-    y_ort = osess.run(None, feeds)[0]
+    y_ort = osess.run(None, feeds)
     load_ort = time.perf_counter() - t0
 
     for _ in range(warmup):
@@ -112,7 +115,7 @@ def bench_model(name: str, workdir: Path, runs: int, warmup: int, profile: int) 
         osess.run(None, feeds)
         to.append(time.perf_counter() - t0)
     res = {"model": name, "npuc_ms": statistics.median(tn) * 1e3, "ort_ms": statistics.median(to) * 1e3,
-           "max_abs_diff": float(np.max(np.abs(y_npuc.astype(np.float64) - y_ort))),
+           "max_abs_diff": max(float(np.max(np.abs(a.astype(np.float64) - b))) for a, b in zip(y_npuc, y_ort)),
            "load_npuc_ms": load_npuc * 1e3, "load_ort_ms": load_ort * 1e3, "compile_ms": compile_s * 1e3,
            "fallback_ops": list(sess.fallback_ops), "arena_bytes": report.arena_bytes}
     res["ratio"] = res["npuc_ms"] / res["ort_ms"]
@@ -136,7 +139,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="print the N slowest npuc ops")
     ap.add_argument("--blas-coretype", metavar="NAME", help="OPENBLAS_CORETYPE for numpy's OpenBLAS (e.g. SkylakeX)")
     args = ap.parse_args(argv)
