@@ -609,7 +609,7 @@ def make_kpu_layer(x_q, weights, bias=None, *, in_shape, out_q, depthwise: bool 
                    activation=None, pool="none", channel_scale=None, src_addr: int = 0,
                    dst_addr: int | None = None, pad_value: int | None = None,
                    weight_zero_point: int | None = None, weights_addr: int = 0, bn_addr: int = 0,
-                   act_addr: int = 0, send_data_out: bool = False,
+                   act_addr: int = 0, send_data_out: bool = False, weights_quant=None,
                    max_segments: int = ACT_SEGMENTS) -> KpuLayerProgram:
     """Build one KPU layer from a float convolution.
 
@@ -623,6 +623,8 @@ def make_kpu_layer(x_q, weights, bias=None, *, in_shape, out_q, depthwise: bool 
     :class:`~.spec.KpuPool` or its name. Addresses are byte addresses (feature maps in AI
     SRAM, 64-aligned; weights/BN/activation table in main memory); ``dst_addr`` defaults
     to right after the input map. ``pad_value`` defaults to the input zero point.
+    ``weights_quant = (w_q uint8, scales (M,), zero_point)`` keeps already-quantized
+    weights as they are (``weights`` is then only used for its shape).
     """
     x_q = QParams.of(x_q)
     y_q = QParams.of(out_q)
@@ -645,7 +647,14 @@ def make_kpu_layer(x_q, weights, bias=None, *, in_shape, out_q, depthwise: bool 
         raise KpuError(f"bias and channel_scale need {m} values")
     pv = x_q.zero_point if pad_value is None else int(pad_value)
 
-    wq, w_scales, z_w = quantize_weights(w, weight_zero_point)
+    if weights_quant is None:
+        wq, w_scales, z_w = quantize_weights(w, weight_zero_point)
+    else:
+        wq = np.asarray(weights_quant[0])
+        w_scales = np.asarray(weights_quant[1], np.float64).reshape(-1)
+        z_w = int(weights_quant[2])
+        if wq.dtype != np.uint8 or wq.shape != w.shape or w_scales.size != m or not 0 <= z_w <= 255:
+            raise KpuError(f"weights_quant must be (uint8 {w.shape}, {m} scales, zero point 0..255)")
     args = conv_args(x_q.zero_point, z_w, k)
     dev = np.abs(wq.reshape(m, -1).astype(np.int64) - z_w).sum(axis=1)
     max_acc = dev * max(x_q.zero_point, 255 - x_q.zero_point, abs(pv - x_q.zero_point))

@@ -166,8 +166,8 @@ def layer_limit_violations(in_channels: int, height: int, width: int, out_channe
                            kernel: int, depthwise: bool = False) -> list[str]:
     """Why a convolution cannot run as one KPU layer (empty when it can), in the limits
     nncase 1.x enforces: channels ≤ 1024, input height 4..256 and width 4..512, kernel
-    1×1 or 3×3, depthwise only with as many outputs as inputs, and the weights of one
-    output channel within one load."""
+    1×1 or 3×3, depthwise only with as many outputs as inputs, and the weights streamed
+    in at most 64 loads of ≤ 30 KiB (so a 3×3 layer with 512 inputs takes ≤ 384 outputs)."""
     why = []
     if not 1 <= in_channels <= MAX_IN_CHANNELS:
         why.append(f"{in_channels} input channels (the KPU takes 1..{MAX_IN_CHANNELS})")
@@ -181,9 +181,15 @@ def layer_limit_violations(in_channels: int, height: int, width: int, out_channe
         why.append(f"{kernel}x{kernel} kernel (the KPU has 1x1 and 3x3)")
     if depthwise and in_channels != out_channels:
         why.append(f"depthwise with {in_channels} inputs and {out_channels} outputs (must be equal)")
-    if not depthwise and kernel in KERNEL_SIZES and kernel * kernel * in_channels > WEIGHTS_LOAD_LIMIT:
-        why.append(f"{kernel * kernel * in_channels} weight bytes per output channel "
-                   f"(more than one {WEIGHTS_LOAD_LIMIT}-byte load)")
+    if not depthwise and kernel in KERNEL_SIZES and 1 <= in_channels and 1 <= out_channels:
+        per_out = kernel * kernel * in_channels
+        if per_out > WEIGHTS_LOAD_LIMIT:
+            why.append(f"{per_out} weight bytes per output channel (more than one {WEIGHTS_LOAD_LIMIT}-byte load)")
+        else:
+            loads = -(-out_channels // (WEIGHTS_LOAD_LIMIT // per_out))
+            if loads > MAX_LOADS:
+                why.append(f"{loads} weight loads of {WEIGHTS_LOAD_LIMIT // per_out} output channels "
+                           f"(the 6-bit load_time allows {MAX_LOADS})")
     return why
 
 

@@ -388,7 +388,14 @@ def test_make_kpu_layer_words_and_limits():
         make_kpu_layer((0.1, 3), np.ones((4, 4, 5, 5)), None, in_shape=(4, 8, 8), out_q=(0.1, 0))
     with pytest.raises(KpuError, match="input width"):
         make_kpu_layer((0.1, 3), np.ones((4, 4, 1, 1)), None, in_shape=(4, 8, 600), out_q=(0.1, 0))
-    assert layer_limit_violations(2000, 300, 2, 4, 5) and not layer_limit_violations(1024, 256, 512, 1024, 3)
+    assert len(layer_limit_violations(2000, 300, 2, 4, 5)) == 4
+    assert not layer_limit_violations(1024, 256, 512, 1024, 1) and not layer_limit_violations(1024, 4, 4, 1024, 3, True)
+    assert "load" in layer_limit_violations(512, 8, 8, 512, 3)[0] and not layer_limit_violations(512, 8, 8, 384, 3)
+    # already-quantized weights are kept as they are
+    wq = rng.integers(0, 256, (5, 4, 3, 3), dtype=np.uint8)
+    p2 = make_kpu_layer((0.1, 3), np.zeros((5, 4, 3, 3)), None, in_shape=(4, 8, 8), out_q=(0.1, 0),
+                        weights_quant=(wq, np.full(5, 0.01), 120))
+    assert np.array_equal(p2.weights_q, wq) and p2.layer.arg_x == -120
     with pytest.raises(KpuError, match="per-channel PRelu"):
         make_kpu_layer((0.1, 3), np.ones((2, 4, 1, 1)), None, in_shape=(4, 8, 8), out_q=(0.1, 0),
                        activation={"op": "PRelu", "slope": np.array([0.1, 0.2])})
