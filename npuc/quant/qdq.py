@@ -24,13 +24,17 @@ DQ → Relu/Clip → Q                         integer ``Clip`` (same params) or
 DQ → MaxPool/Reshape/Transpose/... → Q     the same op on the integer tensor (plus a
                                            ``Requantize`` when the Q's params differ)
 DQ(x) → Q(y)                               nothing (same params) or ``Requantize``
+DQ(W_q const) → Transpose/Reshape/...      DQ(T(W_q)) (weights stored in another layout,
+                                           tf2onnx); per-channel axes follow a Transpose
 =========================================  ===============================================
 
 Anything else stays as it is: a float op between its DQs and Qs runs in float, and the
 QuantizeLinear of a float graph input and the DequantizeLinear of a graph output stay.
 
 The fold only fires when the float op's output is read by Q nodes alone (all with the same
-parameters), so no float reader loses precision. Biases: the int32 bias of a DQ whose scale
+parameters), so no float reader loses precision. A Relu/Clip between the op and its Q becomes
+the clamp ``[Q(a), Q(b)]``: Q is monotonic, so ``Q(clip(x, a, b)) = clip(Q(x), Q(a), Q(b))``
+exactly (with ONNX's own rounding of the bounds). Biases: the int32 bias of a DQ whose scale
 equals ``s_x·s_w`` (what quantizers write) is used as is; any other bias (another scale, a
 float constant, ``beta ≠ 1``) is re-quantized to the accumulator scale.
 
