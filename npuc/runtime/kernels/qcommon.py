@@ -11,6 +11,23 @@ INT_CODES = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.int16))
 I64 = np.dtype(np.int64)
 
 
+def ro(a):
+    """A read-only view (None stays None). Every array a loop only reads (inputs, weights,
+    per-channel parameters, tables) is passed read-only, as the mapped constants are, so
+    each numba loop compiles one specialization per dtype combination, not one more per
+    writability."""
+    if a is None:
+        return None
+    v = np.asarray(a).view()
+    v.setflags(write=False)
+    return v
+
+
+def ro_inputs(b) -> list:
+    """The binding's input views, read-only."""
+    return [ro(x) for x in b.inputs]
+
+
 def per_channel(v, c: int, dtype=np.int64) -> np.ndarray:
     """An attribute that is a scalar or a list of ``c`` values, as a contiguous array of ``c``."""
     a = np.asarray(v, dtype).reshape(-1)

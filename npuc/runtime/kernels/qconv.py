@@ -34,7 +34,7 @@ import numpy as np
 from ...ops.spatial import window_geometry
 from .base import Binding, Kernel, Prepared, register_kernel
 from .qcommon import (F32_EXACT, F64_EXACT, I64, carve, carve_bytes, channel_count_ok, code_amax, greedy_chunks,
-                      is_int_code, per_channel, rq_arrays, scalar_rq, shift_ok)
+                      is_int_code, per_channel, ro, ro_inputs, rq_arrays, scalar_rq, shift_ok)
 from .qloops import jit, qwindow_scratch
 
 F32 = np.dtype(np.float32)
@@ -72,9 +72,9 @@ def _requant_ok(a, c: int) -> bool:
 
 def _epilogue_params(attrs, c: int):
     """``(m, r, n, neg m, neg r, neg n, has_neg)`` per channel for the numba epilogues."""
-    m, r, n = rq_arrays(attrs["multiplier"], attrs["shift"], c)
+    m, r, n = (ro(a) for a in rq_arrays(attrs["multiplier"], attrs["shift"], c))
     if attrs.get("neg_multiplier") is not None:
-        nm, nr, nn = rq_arrays(attrs["neg_multiplier"], attrs["neg_shift"], c)
+        nm, nr, nn = (ro(a) for a in rq_arrays(attrs["neg_multiplier"], attrs["neg_shift"], c))
         return m, r, n, nm, nr, nn, True
     return m, r, n, m, r, n, False
 
@@ -82,8 +82,8 @@ def _epilogue_params(attrs, c: int):
 def _bias(b: Binding, c: int) -> np.ndarray:
     bias = b.inputs[2] if len(b.inputs) > 2 else None
     if bias is None:
-        return np.zeros(c, I64)
-    return np.ascontiguousarray(np.asarray(bias).reshape(c), I64)
+        return ro(np.zeros(c, I64))
+    return ro(np.ascontiguousarray(np.asarray(bias).reshape(c), I64))
 
 
 def _pack_bias(node, c: int) -> dict[int, np.ndarray]:
@@ -169,13 +169,14 @@ class QConvDepthwiseCL(_QConvBase):
     def build(self, b: Binding):
         kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
         dt = np.dtype(b.attrs["qconv_precision"])
-        x, out, w = _as4d(b.inputs[0]), _as4d(b.outputs[0]), b.inputs[1]
+        ins = ro_inputs(b)
+        x, out, w = _as4d(ins[0]), _as4d(b.outputs[0]), ins[1]
         n, c, h, wd = x.shape
         oh, ow = out.shape[2:]
         xt, ot, stage = carve(b.scratch, [(dt, (h * wd * c,)), (dt, (oh * ow * c,)), (out.dtype, (oh * ow * c,))])
         bias = _bias(b, c)
         m, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, c)
-        z = np.array([b.attrs.get("x_zp", 0)], dt)
+        z = ro(np.array([b.attrs.get("x_zp", 0)], dt))
         zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
         wf = w.reshape(-1)
         images = [(x[i].reshape(-1), out[i].reshape(-1)) for i in range(n)]
@@ -220,15 +221,16 @@ class QConvDepthwise(_QConvBase):
     def build(self, b: Binding):
         kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
         dt = np.dtype(b.attrs["qconv_precision"])
-        x, out, w = _as4d(b.inputs[0]), _as4d(b.outputs[0]), b.inputs[1]
+        ins = ro_inputs(b)
+        x, out, w = _as4d(ins[0]), _as4d(b.outputs[0]), ins[1]
         n, c, h, wd = x.shape
         oh, ow = out.shape[2:]
         nbuf, nacc = qwindow_scratch(oh, ow, kh, kw, sh, sw, dh, dw)
         buf, acc, stage = carve(b.scratch, [(dt, (nbuf,)), (dt, (nacc,)), (out.dtype, (nacc,))])
         bias = _bias(b, c)
         m, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, c)
-        z = np.array([b.attrs.get("x_zp", 0)], dt)
-        padv = np.zeros(1, dt)
+        z = ro(np.array([b.attrs.get("x_zp", 0)], dt))
+        padv = ro(np.zeros(1, dt))
         zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
         xf, of = x.reshape(-1), out.reshape(-1)
         f = jit("qwindow")
@@ -321,7 +323,8 @@ class QConvGemm(_QConvBase):
         kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
         grp, mg, kg = (int(v) for v in b.attrs["qconv_wshape"])
         k2, mgp, pp, ptile = (int(v) for v in b.attrs["qconv_pairs"])
-        x, out, w2 = _as4d(b.inputs[0]), _as4d(b.outputs[0]), b.inputs[1]
+        ins = ro_inputs(b)
+        x, out, w2 = _as4d(ins[0]), _as4d(b.outputs[0]), ins[1]
         n, c, h, wd = x.shape
         m, oh, ow = out.shape[1:]
         p = oh * ow
@@ -356,7 +359,8 @@ class QConvGemm(_QConvBase):
         dt = np.dtype(b.attrs["qconv_precision"])
         chunks = [int(v) for v in b.attrs["qconv_chunks"]]
         grp, mg, kg = (int(v) for v in b.attrs["qconv_wshape"])
-        x, out, wflat = _as4d(b.inputs[0]), _as4d(b.outputs[0]), b.inputs[1]
+        ins = ro_inputs(b)
+        x, out, wflat = _as4d(ins[0]), _as4d(b.outputs[0]), ins[1]
         n, c, h, wd = x.shape
         m, oh, ow = out.shape[1:]
         p = oh * ow
@@ -370,7 +374,7 @@ class QConvGemm(_QConvBase):
                 gemms.append((wv, col[gi * kg + k0:gi * kg + k1], acc[j, gi * mg:(gi + 1) * mg]))
         bias = _bias(b, m)
         mu, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, m)
-        z = np.array([b.attrs.get("x_zp", 0)], dt)
+        z = ro(np.array([b.attrs.get("x_zp", 0)], dt))
         zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
         pointwise = kh == kw == sh == sw == 1 and pt == pl == 0 and (h, wd) == (oh, ow)
         images = [(x[i].reshape(-1), out[i].reshape(-1)) for i in range(n)]
@@ -436,7 +440,8 @@ class QGemmKernel(Kernel):
     def build(self, b: Binding):
         dt = np.dtype(b.attrs["qgemm_precision"])
         chunks = [int(v) for v in b.attrs["qgemm_chunks"]]
-        a, bflat, out = b.inputs[0], b.inputs[1], b.outputs[0]
+        a, bflat = ro_inputs(b)[:2]
+        out = b.outputs[0]
         mrows, k = a.shape
         nout = out.shape[1]
         nchunk = len(chunks) - 1
@@ -447,7 +452,7 @@ class QGemmKernel(Kernel):
             off += (k1 - k0) * nout
         bias = _bias(b, nout)
         mu, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, nout)
-        z = np.array([b.attrs.get("a_zp", 0)], dt)
+        z = ro(np.array([b.attrs.get("a_zp", 0)], dt))
         zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
         af, acf, accf, of = a.reshape(-1), ac.reshape(-1), acc.reshape(-1), out.reshape(-1)
         cen, epi = jit("center"), jit("qepi_cols")
@@ -502,7 +507,7 @@ class QMatMulKernel(Kernel):
     def build(self, b: Binding):
         dt = np.dtype(b.attrs["qmatmul_precision"])
         chunks = [int(v) for v in b.attrs["qmatmul_chunks"]]
-        a, bv = b.inputs
+        a, bv = ro_inputs(b)
         out = b.outputs[0]
         nchunk = len(chunks) - 1
         ac, bc, acc = carve(b.scratch, [(dt, a.shape), (dt, bv.shape), (dt, (nchunk,) + out.shape)])
@@ -513,7 +518,7 @@ class QMatMulKernel(Kernel):
                      for j, (k0, k1) in enumerate(zip(chunks[:-1], chunks[1:]))]
         at = b.attrs
         m, r, n = scalar_rq(at["multiplier"], at["shift"])
-        za, zb = np.array([at.get("a_zp", 0)], dt), np.array([at.get("b_zp", 0)], dt)
+        za, zb = ro(np.array([at.get("a_zp", 0)], dt)), ro(np.array([at.get("b_zp", 0)], dt))
         zp, lo, hi = int(at.get("y_zp", 0)), int(at["act_min"]), int(at["act_max"])
         af, bf, acf, bcf = a.reshape(-1), bv.reshape(-1), ac.reshape(-1), bc.reshape(-1)
         accf, of = acc.reshape(-1), out.reshape(-1)

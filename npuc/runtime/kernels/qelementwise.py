@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Binding, Kernel, register_kernel
-from .qcommon import is_int_code, scalar_rq, shift_ok
+from .qcommon import is_int_code, ro, ro_inputs, scalar_rq, shift_ok
 from .qloops import jit
 
 _OUT = ("uint8", "int8", "int16", "int32")
@@ -69,7 +69,7 @@ class QAddKernel(Kernel):
 
     def build(self, b: Binding):
         at = b.attrs
-        flat, x, y, out = _bcast_views(b.inputs[0], b.inputs[1], b.outputs[0])
+        flat, x, y, out = _bcast_views(*ro_inputs(b)[:2], b.outputs[0])
         n = _int(at["shift"])
         r = (1 << (n - 1)) if n > 0 else 0
         args = (_int(at["a_zp"]), _int(at["a_mult"]), _int(at["b_zp"]), _int(at["b_mult"]), r, n, _int(at["y_zp"]),
@@ -99,7 +99,7 @@ class QMulKernel(Kernel):
 
     def build(self, b: Binding):
         at = b.attrs
-        flat, x, y, out = _bcast_views(b.inputs[0], b.inputs[1], b.outputs[0])
+        flat, x, y, out = _bcast_views(*ro_inputs(b)[:2], b.outputs[0])
         m, r, n = scalar_rq(at["multiplier"], at["shift"])
         args = (_int(at["a_zp"]), _int(at["b_zp"]), m, r, n, _int(at["y_zp"]), _int(at["act_min"]),
                 _int(at["act_max"]))
@@ -147,7 +147,7 @@ class QConcatKernel(Kernel):
         yz = _int(at.get("y_zp", 0))
         of = out.reshape(-1)
         copies, loops, pos = [], [], 0
-        for x, z, m, n in zip(b.inputs, zps, ms, ns):
+        for x, z, m, n in zip(ro_inputs(b), zps, ms, ns):
             k = x.shape[axis]
             if k == 0:
                 continue
@@ -183,7 +183,7 @@ class RequantizeKernel(Kernel):
 
     def build(self, b: Binding):
         at = b.attrs
-        x, out = b.inputs[0].reshape(-1), b.outputs[0].reshape(-1)
+        x, out = ro(b.inputs[0]).reshape(-1), b.outputs[0].reshape(-1)
         m, r, n = scalar_rq(at["multiplier"], at["shift"])
         args = (_int(at.get("x_zp", 0)), m, r, n, _int(at.get("y_zp", 0)), _int(at["act_min"]), _int(at["act_max"]))
         size = x.size
@@ -229,10 +229,11 @@ class QPReluKernel(Kernel):
 
     def build(self, b: Binding):
         at = b.attrs
-        x, out = b.inputs[0], b.outputs[0]
+        x, out = ro(b.inputs[0]), b.outputs[0]
         nm = np.ascontiguousarray(np.asarray(at["neg_mult"], np.int64).reshape(-1))
         nn = np.ascontiguousarray(np.asarray(at["neg_shift"], np.int64).reshape(-1))
-        nr = np.where(nn > 0, np.left_shift(np.int64(1), np.maximum(nn - 1, 0)), 0).astype(np.int64)
+        nr = ro(np.where(nn > 0, np.left_shift(np.int64(1), np.maximum(nn - 1, 0)), 0).astype(np.int64))
+        nm, nn = ro(nm), ro(nn)
         if nm.size > 1:
             o, c, i = _ocI(x.shape, int(at.get("axis", 1)))
         else:
@@ -268,8 +269,8 @@ class QLutKernel(Kernel):
         return t.size == (256 if x.dtype.itemsize == 1 else 513)
 
     def build(self, b: Binding):
-        x, out = b.inputs[0], b.outputs[0]
-        table = np.ascontiguousarray(np.asarray(b.attrs["table"], np.int64).reshape(-1))
+        x, out = ro(b.inputs[0]), b.outputs[0]
+        table = ro(np.ascontiguousarray(np.asarray(b.attrs["table"], np.int64).reshape(-1)))
         qmin = int(np.iinfo(x.dtype).min)
         xf, of = x.reshape(-1), out.reshape(-1)
         name = "qlut8" if x.dtype.itemsize == 1 else "qlut16"
@@ -325,11 +326,12 @@ class QuantizeLinearKernel(Kernel):
                 and _qdq_ok(node))
 
     def build(self, b: Binding):
-        x, out = b.inputs[0], b.outputs[0]
+        x, out = ro(b.inputs[0]), b.outputs[0]
         s = np.ascontiguousarray(np.asarray(b.inputs[1], np.float32).reshape(-1))
         z = b.inputs[2] if len(b.inputs) > 2 else None
-        zf = (np.zeros(s.size, np.float64) if z is None
-              else np.ascontiguousarray(np.asarray(z, np.int64).reshape(-1).astype(np.float64)))
+        zf = ro(np.zeros(s.size, np.float64) if z is None
+                else np.ascontiguousarray(np.asarray(z, np.int64).reshape(-1).astype(np.float64)))
+        s = ro(s)
         o, c, i = _qdq_layout(b, x.shape, s.size)
         info = np.iinfo(out.dtype)
         lo, hi = float(info.min), float(info.max)
@@ -351,10 +353,11 @@ class DequantizeLinearKernel(Kernel):
                 and node.outputs[0].dtype == np.float32 and _qdq_ok(node))
 
     def build(self, b: Binding):
-        x, out = b.inputs[0], b.outputs[0]
+        x, out = ro(b.inputs[0]), b.outputs[0]
         s = np.ascontiguousarray(np.asarray(b.inputs[1], np.float32).reshape(-1).astype(np.float64))
         z = b.inputs[2] if len(b.inputs) > 2 else None
-        zi = np.zeros(s.size, np.int64) if z is None else np.ascontiguousarray(np.asarray(z, np.int64).reshape(-1))
+        zi = ro(np.zeros(s.size, np.int64) if z is None else np.ascontiguousarray(np.asarray(z, np.int64).reshape(-1)))
+        s = ro(s)
         o, c, i = _qdq_layout(b, x.shape, s.size)
         xf, of = x.reshape(-1), out.reshape(-1)
         f = jit("dequantize_lin")

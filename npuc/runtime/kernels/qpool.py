@@ -18,7 +18,7 @@ import numpy as np
 
 from ...ops.spatial import window_geometry
 from .base import Binding, Kernel, Prepared, register_kernel
-from .qcommon import F32_EXACT, F64_EXACT, carve, carve_bytes, code_amax, is_int_code, scalar_rq, shift_ok
+from .qcommon import F32_EXACT, F64_EXACT, carve, carve_bytes, code_amax, is_int_code, ro, scalar_rq, shift_ok
 from .qloops import jit, qwindow_scratch
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class QMeanKernel(Kernel):
         return Prepared(scratch=8 * i if i > 1 else 0)
 
     def build(self, b: Binding):
-        x, out = b.inputs[0], b.outputs[0]
+        x, out = ro(b.inputs[0]), b.outputs[0]
         at = b.attrs
         o, rr, i = _reduce_block(x.shape, at["axes"])
         acc = b.scratch[:8 * i].view(np.int64) if i > 1 else np.zeros(1, np.int64)
@@ -127,13 +127,13 @@ class _WindowInt(Kernel):
     def build(self, b: Binding):
         kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qpool_geometry"])
         dt = np.dtype(b.attrs["qpool_precision"])
-        x, out = _as4d(b.inputs[0]), _as4d(b.outputs[0])
+        x, out = _as4d(ro(b.inputs[0])), _as4d(b.outputs[0])
         n, c, h, wd = x.shape
         oh, ow = out.shape[2:]
         nbuf, nacc = qwindow_scratch(oh, ow, kh, kw, sh, sw, dh, dw)
         buf, acc, stage = carve(b.scratch, [(dt, (nbuf,)), (dt, (nacc,)), (out.dtype, (nacc,))])
         z, padv, tail = self.params(b, c, dt)
-        w = np.zeros((1, 1), dt)
+        w = ro(np.zeros((1, 1), dt))
         xf, of = x.reshape(-1), out.reshape(-1)
         mode = self.mode
         f = jit("qwindow")
@@ -167,10 +167,10 @@ class QAvgPoolKernel(_WindowInt):
         at = b.attrs
         m, r, n = scalar_rq(at["multiplier"], at["shift"])
         ones = np.ones(c, np.int64)
-        mm, rr, nn = ones * m, ones * r, ones * n
-        tail = (np.zeros(c, np.int64), mm, rr, nn, mm, rr, nn, False, _int(at.get("y_zp", 0)), _int(at["act_min"]),
+        mm, rr, nn = ro(ones * m), ro(ones * r), ro(ones * n)
+        tail = (ro(np.zeros(c, np.int64)), mm, rr, nn, mm, rr, nn, False, _int(at.get("y_zp", 0)), _int(at["act_min"]),
                 _int(at["act_max"]))
-        return np.array([_int(at.get("x_zp", 0))], dt), np.zeros(1, dt), tail
+        return ro(np.array([_int(at.get("x_zp", 0))], dt)), ro(np.zeros(1, dt)), tail
 
 
 @register_kernel
@@ -183,9 +183,9 @@ class MaxPoolInt(_WindowInt):
 
     def params(self, b: Binding, c: int, dt):
         info = np.iinfo(b.inputs[0].dtype)
-        one = np.zeros(1, np.int64)
+        one = ro(np.zeros(1, np.int64))
         tail = (one, one, one, one, one, one, one, False, 0, int(info.min), int(info.max))
-        return np.zeros(1, dt), np.array([info.min], dt), tail
+        return ro(np.zeros(1, dt)), ro(np.array([info.min], dt)), tail
 
 
 @register_kernel
@@ -197,7 +197,7 @@ class GlobalMaxPoolInt(Kernel):
         return is_int_code(x.dtype) and x.rank >= 3 and x.size > 0
 
     def build(self, b: Binding):
-        x, out = b.inputs[0], b.outputs[0]
+        x, out = ro(b.inputs[0]), b.outputs[0]
         r = x.shape[0] * x.shape[1]
         p = x.size // r
         xf, of = x.reshape(-1), out.reshape(-1)
