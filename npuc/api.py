@@ -48,6 +48,24 @@ class CompileOptions:
     mixed_precision_type: str = "int16"       # int16 | float
     dump_quant_error: str | None = None       # folder (or .csv path) for the per-layer report
     bias_correction: bool = False             # empirical per-channel bias correction (one run per layer)
+    # preprocessing folded into the model (see npuc/passes/preprocess.py for the order)
+    input_type: str = "float32"
+    input_layout: str = "NCHW"
+    swap_rb: bool = False
+    input_range: tuple | None = None
+    mean: tuple | None = None
+    std: tuple | None = None
+    letterbox_value: float = 0.0
+    image_size: tuple | None = None
+
+    def preprocess(self):
+        from .passes.preprocess import Preprocess
+
+        return Preprocess(self.input_type, self.input_layout, self.swap_rb,
+                          None if self.input_range is None else tuple(self.input_range),
+                          None if self.mean is None else tuple(self.mean),
+                          None if self.std is None else tuple(self.std), float(self.letterbox_value),
+                          None if self.image_size is None else tuple(int(d) for d in self.image_size))
     progress: bool = False
 
     @property
@@ -110,6 +128,9 @@ def compile(model_path: str | os.PathLike, out_path: str | os.PathLike, *, targe
     t = {}
     t0 = time.perf_counter()
     graph = load_model(model_path, input_shapes=opts.input_shapes)
+    from .passes.preprocess import add_preprocessing
+
+    add_preprocessing(graph, opts.preprocess())
     t["import"] = time.perf_counter() - t0
     before = graph.op_counts()
     t0 = time.perf_counter()

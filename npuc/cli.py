@@ -31,6 +31,16 @@ def parse_input_shape(text: str) -> tuple[str, list[int]]:
     return name, shape
 
 
+def parse_floats(text: str, what: str, n: int | None = None, integer: bool = False) -> tuple:
+    try:
+        vals = tuple((int if integer else float)(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise OptionError(f"{what} {text!r}: expected comma-separated numbers") from None
+    if not vals or (n is not None and len(vals) != n):
+        raise OptionError(f"{what} {text!r}: expected {n or 'one or more'} comma-separated numbers")
+    return vals
+
+
 def _load_npz(path: str) -> dict[str, np.ndarray]:
     p = Path(path)
     if not p.exists():
@@ -100,6 +110,13 @@ def cmd_compile(args) -> int:
                                           "auto_mixed_precision", "min_cosine", "mixed_precision_type",
                                           "dump_quant_error", "bias_correction")
              if getattr(args, k, None) not in (None, False)}
+    for k in ("input_type", "input_layout", "swap_rb", "letterbox_value"):
+        if getattr(args, k, None) not in (None, False):
+            quant[k] = getattr(args, k)
+    for k, n in (("input_range", 2), ("mean", None), ("std", None), ("image_size", 2)):
+        text = getattr(args, k, None)
+        if text:
+            quant[k] = parse_floats(text, f"--{k.replace('_', '-')}", n, integer=(k == "image_size"))
     report = api.compile(args.model, args.output, target=args.target, input_shapes=shapes, dump_dir=args.dump_dir,
                          progress=not args.json and sys.stderr.isatty(), **quant)
     if args.json:
@@ -374,6 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--dump-quant-error", metavar="DIR", help="write per-layer cosine/relative error (CSV, PNG)")
     q.add_argument("--bias-correction", action="store_true",
                    help="correct each layer's mean output error on the calibration set (slower compile)")
+    pre = c.add_argument_group("preprocessing folded into the model (applied in this order)")
+    pre.add_argument("--input-type", choices=["uint8", "int8", "float32"], help="type of the raw input")
+    pre.add_argument("--input-range", metavar="MIN,MAX", help="float range an integer input is mapped onto")
+    pre.add_argument("--input-layout", choices=["NCHW", "NHWC"], help="layout of the raw input")
+    pre.add_argument("--swap-rb", action="store_true", help="reverse the channel order (RGB <-> BGR)")
+    pre.add_argument("--image-size", metavar="H,W", help="raw image size: letterbox-resize it to the model's")
+    pre.add_argument("--letterbox-value", type=float, help="padding value of the letterbox")
+    pre.add_argument("--mean", metavar="M[,M,M]", help="subtract per channel")
+    pre.add_argument("--std", metavar="S[,S,S]", help="divide per channel")
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a compiled model on inputs from an .npz file")
