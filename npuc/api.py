@@ -115,6 +115,14 @@ def _options(target, input_shapes, dump_dir, extra) -> CompileOptions:
 def optimize(graph: Graph, opts: CompileOptions) -> Graph:
     from .passes.pipelines import pipeline_for
 
+    from .quant.pipeline_prequant import is_prequantized, prequantized_pipeline
+
+    if is_prequantized(graph):
+        if opts.quantize:
+            raise OptionError("the model is already quantized (QDQ or QOperator form): drop --dataset, "
+                              "--quant-type and --quant-scheme; npuc keeps the model's own scales")
+        # QDQ groups become integer ops before any folding turns integer weights into float
+        prequantized_pipeline().run(graph, dump_dir=opts.dump_dir, verify_each=opts.verify_passes)
     pipeline = pipeline_for(opts.target, quantize=opts.quantize)
     pipeline.run(graph, dump_dir=opts.dump_dir, verify_each=opts.verify_passes)
     return graph

@@ -204,11 +204,13 @@ def activation_bounds(act: dict | None, qp_out: QParams) -> tuple[int, int]:
     if act["op"] == "Relu":
         return max(lo, z), hi
     if act["op"] == "Clip":
+        # the codes QuantizeLinear gives the bounds (round half to even), as a float model
+        # clipped then quantized would produce them
         a, b = act.get("min"), act.get("max")
         if a is not None:
-            lo = max(lo, min(hi, z + int(np.ceil(a / s - 1e-9))))
+            lo = max(lo, min(hi, z + int(np.rint(np.float32(a) / np.float32(s)))))
         if b is not None:
-            hi = min(hi, max(lo, z + int(np.floor(b / s + 1e-9))))
+            hi = min(hi, max(lo, z + int(np.rint(np.float32(b) / np.float32(s)))))
         return lo, hi
     raise ValueError(f"activation {act['op']} is not a clamp")
 

@@ -29,6 +29,12 @@ def _onnx():
     return onnx
 
 
+def _op_key(node) -> str:
+    """Converter key: the op type, prefixed by its domain outside the standard one
+    (e.g. ``com.microsoft.QLinearAdd``)."""
+    return node.op_type if node.domain in _ONNX_DOMAINS else f"{node.domain}.{node.op_type}"
+
+
 def parse_attrs(node) -> dict[str, Any]:
     onnx = _onnx()
     from onnx import numpy_helper
@@ -122,7 +128,7 @@ class OnnxImporter:
             inputs.append(self.env[name])
         attrs = parse_attrs(node)
         ctx = ConvertContext(self, node, inputs, attrs, self.opset)
-        fn = find_converter(node.op_type, self.opset)
+        fn = find_converter(_op_key(node), self.opset)
         try:
             if fn is not None:
                 outs = fn(ctx)
@@ -144,9 +150,11 @@ class OnnxImporter:
     def check_supported(self) -> None:
         missing: list[tuple[str, str, int]] = []
         for node in self.model.graph.node:
+            key = _op_key(node)
             if node.domain not in _ONNX_DOMAINS:
-                missing.append((f"{node.domain}.{node.op_type}", node.name, self.opset))
-            elif find_converter(node.op_type, self.opset) is None and not has_op(node.op_type):
+                if find_converter(key, self.opset) is None:
+                    missing.append((key, node.name, self.opset))
+            elif find_converter(key, self.opset) is None and not has_op(node.op_type):
                 missing.append((node.op_type, node.name, self.opset))
         if missing:
             by_type: dict[str, list[str]] = {}
