@@ -376,7 +376,7 @@ def test_quantize_dequantize_linear(dt, axis):
     # exact ties (round half to even), saturation, infinities
     ties = (RNG.integers(-40, 40, shape) + 0.5).astype(np.float32) * scale.reshape(bshape)
     x = np.where(RNG.random(shape) < 0.3, ties, x).astype(np.float32)
-    x.reshape(-1)[:3] = [np.inf, -np.inf, 1e30]
+    x.reshape(-1)[:5] = [np.inf, -np.inf, 1e30, -3e9, np.nan]
     check(one_node("QuantizeLinear", [("x", "float32", shape), scale, zp], attrs), {"x": x},
           {"QuantizeLinear": "quantize_linear"})
     q = codes(dt, shape)

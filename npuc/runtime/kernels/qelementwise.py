@@ -336,7 +336,11 @@ class QuantizeLinearKernel(Kernel):
         info = np.iinfo(out.dtype)
         lo, hi = float(info.min), float(info.max)
         xf, of = x.reshape(-1), out.reshape(-1)
-        f = jit("quantize_lin")
+        if out.dtype.itemsize <= 2:
+            f = jit("quantize_lin16")
+            zf, lo, hi = ro(zf.astype(np.float32)), np.float32(lo), np.float32(hi)
+        else:
+            f = jit("quantize_lin")
 
         def run():
             f(xf, of, o, c, i, s, zf, lo, hi)

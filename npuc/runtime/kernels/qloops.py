@@ -733,6 +733,24 @@ def quantize_lin(x, out, O, C, I, s, z, lo, hi):
                 out[base + i] = np.int64(q)
 
 
+def quantize_lin16(x, out, O, C, I, s, z, lo, hi):
+    """:func:`quantize_lin` for outputs of at most 16 bits, in float32 (vectorizes): the add of
+    the (small integer) zero point is exact below 2^24, and any sum at or beyond 2^24 is
+    clamped to the same bound as the reference's float64 sum; ``z``, ``lo``, ``hi`` float32."""
+    zero = lo - lo
+    for o in range(O):
+        for c in range(C):
+            sv = s[c]
+            zv = z[c]
+            base = max((o * C + c) * I, 0)
+            for i in range(I):
+                q = np.rint(x[base + i] / sv) + zv
+                q = lo if q < lo else q
+                q = hi if q > hi else q
+                q = q if q == q else zero
+                out[base + i] = np.int32(q)
+
+
 def dequantize_lin(x, out, O, C, I, s, z):
     """DequantizeLinear on flat ``(O, C, I)``: ``(x − z[c]) · s[c]`` in float64, stored to out."""
     for o in range(O):
@@ -802,7 +820,7 @@ def qlut16_ip(x, table, qmin):
 # --------------------------------------------------------------------------- lazy jit
 _SOURCES: dict[str, Callable] = {f.__name__: f for f in (
     center, qim2col, center_pairs, qim2col_pairs, qgemm_pairs, qdepthwise_cl, qepi_rows, qepi_cols, qepi_flat, qwindow, global_max_int, qadd_flat, qadd_4d, qmul_flat,
-    qmul_4d, requant_rows, qmean, qprelu, qlut8, qlut16, quantize_lin, dequantize_lin, qadd_flat_ip,
+    qmul_4d, requant_rows, qmean, qprelu, qlut8, qlut16, quantize_lin, quantize_lin16, dequantize_lin, qadd_flat_ip,
     qmul_flat_ip, requant_ip, qprelu_ip, qlut8_ip, qlut16_ip)}
 _HELPERS = ("_rq", "_tapoff", "_qfill", "_patch_row")
 _JITTED: dict[str, Callable] = {}
