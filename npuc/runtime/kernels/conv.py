@@ -1,11 +1,11 @@
 """Float32 Conv kernels (1-D and 2-D, NCHW, any batch), in preference order:
 
+* ``conv_depthwise_cl`` (group = C = M, output ≤ 64 pixels, e.g. 7×7): weights packed
+  ``(KH·KW, C)``; vectorized across channels through a channels-last copy in scratch.
 * ``conv_depthwise`` (group = C = M): weights packed ``(C, KH·KW)``; a numba kernel that
   splits each zero-padded channel by stride phase into its scratch, then computes the
   channel as one long vectorized loop per tap set (any kernel size, stride, dilation,
   padding; 3×3 unrolled), bias and activation fused.
-* ``conv_depthwise_cl``: the same on small outputs (≤ 64 pixels), vectorized across
-  channels through a channels-last copy in scratch.
 * ``conv_1x1`` (1×1 kernel, stride 1, no padding, group 1): one GEMM on the input itself,
   ``Y[n] (M, H·W) = W (M, C) · X[n] (C, H·W)`` — ``np.matmul(W, X, out=Y)``, no im2col.
 * ``conv_winograd`` (3×3, stride 1, dilation 1, group 1, ≥ 16 channels in and out):
@@ -16,7 +16,8 @@
 
 The bias and the fused activation (the ``activation`` attribute a fusion pass may set, see
 :func:`npuc.runtime.kernels._numba.parse_activation`) are applied in place in one pass
-over the output. Padding and output sizes come from :func:`npuc.ops.spatial.window_geometry`;
+over the output; Sigmoid, Swish and Tanh then run on numpy's SIMD float32 ufuncs (Swish
+with a temporary in the op's scratch), which beat scalar ``exp`` in numba loops. Padding and output sizes come from :func:`npuc.ops.spatial.window_geometry`;
 the resolved geometry is stored with the op (``conv_geometry`` = kh, kw, sh, sw, dh, dw,
 pad top, pad left) so the kernel never re-derives it.
 """
@@ -100,10 +101,11 @@ def _numpy_act(b: Binding, offset: int):
             np.tanh(out, out=out)
     elif act == ACT_SIGMOID:
         def run():
-            np.negative(out, out=out)
-            np.exp(out, out=out)
-            np.add(out, one, out=out)
-            np.reciprocal(out, out=out)
+            with np.errstate(over="ignore"):
+                np.negative(out, out=out)
+                np.exp(out, out=out)
+                np.add(out, one, out=out)
+                np.reciprocal(out, out=out)
     else:   # Swish: x · σ(αx) = x / (1 + e^(−αx))
         tmp = b.scratch[offset:offset + out.nbytes].view(F32).reshape(out.shape)
         neg_alpha = F32.type(-a0)
