@@ -112,10 +112,12 @@ def _conv_kernel(group, c, m, out_shape) -> str:
     return "qconv_gemm"
 
 
-@pytest.fixture(params=["pairs", "blas"])
+@pytest.fixture(params=["quads", "pairs", "blas"])
 def strategy(request, monkeypatch):
-    """The two exact strategies of qconv_gemm: the int16-pair micro-kernel, the float BLAS trick."""
-    monkeypatch.setattr(QConvGemm, "use_pairs", request.param == "pairs")
+    """The exact strategies of qconv_gemm: the uint8×int8 quad micro-kernel (VNNI), the int16
+    pair micro-kernel, the float BLAS trick."""
+    monkeypatch.setattr(QConvGemm, "use_quads", request.param == "quads")
+    monkeypatch.setattr(QConvGemm, "use_pairs", request.param != "blas")
     return request.param
 
 
@@ -124,7 +126,7 @@ def strategy(request, monkeypatch):
                                                ("int8", "uint8", True), ("int16", "int8", True)])
 def test_qconv(case, xt, wt, per_channel, strategy):
     c, m, h, w, k, group, stride, pad, dil = case
-    if strategy == "blas" and group == c == m:
+    if strategy != "pairs" and group == c == m:
         pytest.skip("depthwise: one strategy")
     kh, kw = (k, k) if isinstance(k, int) else k
     strides = [stride] * 2 if isinstance(stride, int) else list(stride)
@@ -146,7 +148,10 @@ def test_qconv(case, xt, wt, per_channel, strategy):
     kern = _conv_kernel(group, c, m, one_node("QConv", [("x", xt, x.shape), wq, bias], attrs)().outputs[0].shape)
     sess = check(one_node("QConv", [("x", xt, x.shape), wq, bias], attrs), {"x": x}, {"QConv": kern})
     if kern == "qconv_gemm":
-        assert sess.program.ops[0].attrs["qconv_strategy"] == strategy
+        wc = wq.astype(int) - np.asarray(w_zp).reshape(-1, 1, 1, 1)
+        fits_quads = xt != "int16" and wc.min() >= -128 and wc.max() <= 127
+        want = "pairs" if strategy == "quads" and not fits_quads else strategy
+        assert sess.program.ops[0].attrs["qconv_strategy"] == want
 
 
 @pytest.mark.parametrize("depthwise", [False, True])
@@ -169,6 +174,7 @@ def test_qconv_fused_clamp_and_prelu(depthwise, strategy):
 def test_qconv_chunked_and_float64_paths(monkeypatch):
     """Large all-±127 weights force several exact float32 chunks, then float64."""
     monkeypatch.setattr(QConvGemm, "use_pairs", False)
+    monkeypatch.setattr(QConvGemm, "use_quads", False)
     for c, want_chunks in ((64, 2), (160, None)):
         m = 4
         wq = np.where(RNG.random((m, c, 3, 3)) < 0.5, -127, 127).astype(np.int8)
@@ -452,3 +458,37 @@ def test_quantized_cnn_allocates_nothing():
         sess.run(x[2])
     peak = _peak_bytes(sess._run_steps)
     assert peak < 4096, f"the integer kernels allocated {peak} bytes during one inference"
+
+
+@pytest.mark.parametrize("vnni", [False, True])
+def test_quad_and_pair_microkernels(monkeypatch, vnni):
+    """The micro-kernels on their own, including the portable (non-VNNI) code of the quads."""
+    import numba
+
+    from npuc.runtime.kernels import qloops
+
+    if vnni and not qloops.host_has_vnni():
+        pytest.skip("no AVX-512 VNNI here")
+    monkeypatch.setattr(qloops, "host_has_vnni", lambda: vnni)
+    mk4, mk2 = qloops._make_mk(4), qloops._make_mk(2)
+
+    @numba.njit
+    def call4(w, x, c, k):
+        mk4(w, 0, k, x, 0, qloops.NRW, k, c, 0, qloops.NRW)
+
+    @numba.njit
+    def call2(w, x, c, k):
+        mk2(w, 0, k, x, 0, qloops.NRW, k, c, 0, qloops.NRW)
+
+    k = 5
+    w8 = codes("int8", (qloops.MR, 4 * k))
+    x8 = codes("uint8", (k, qloops.NRW, 4))
+    c = np.zeros((qloops.MR, qloops.NRW), np.int32)
+    call4(w8.view(np.int32).copy(), x8.view(np.int32).reshape(k, -1).copy(), c, k)
+    want = w8.astype(np.int64) @ x8.transpose(0, 2, 1).reshape(4 * k, -1).astype(np.int64)
+    np.testing.assert_array_equal(c, want)
+    w16 = codes("int16", (qloops.MR, 2 * k)) // 4
+    x16 = codes("int16", (k, qloops.NRW, 2)) // 4
+    call2(w16.view(np.int32).copy(), x16.view(np.int32).reshape(k, -1).copy(), c, k)
+    want = w16.astype(np.int64) @ x16.transpose(0, 2, 1).reshape(2 * k, -1).astype(np.int64)
+    np.testing.assert_array_equal(c, want)

@@ -1,31 +1,47 @@
 """Integer QConv / QGemm / QMatMul kernels, bit-exact with :mod:`npuc.ops.quant`.
 
-The exact-integers-through-float-BLAS trick
--------------------------------------------
-Products of integer codes are exact in float32, and so is every sum whose partial values
-stay integers of magnitude ≤ 2^24. With activation codes bounded by ``A = max|x − x_zp|``
-(255 for 8-bit, 65535 for int16 at worst) and the packed weights ``w' = w − w_zp`` known at
-compile time, any partial sum of ``Σ_k (x_k − x_zp)·w'_k`` over a set of ``k`` is at most
-``A · Σ_k |w'_k|`` — whatever order BLAS adds in, with or without FMA. ``prepare`` therefore
-splits the reduction axis into contiguous chunks with ``A · Σ_chunk |w'| ≤ 2^24`` for every
-output channel (usually one chunk), GEMMs each chunk into its own float32 result, and the
-numba epilogue adds the chunk results in int64. When that needs many chunks (int16
-activations), float64 (exact to 2^53) is used instead, in one chunk.
+``qconv_gemm`` (every non-depthwise QConv, groups included) has three exact strategies,
+chosen at compile time in this order:
+
+1. ``quads`` (when the host has AVX-512 VNNI, 8-bit activations, ``w − w_zp`` within int8):
+   integer GEMM on ``vpdpbusd`` (64 uint8×int8 multiply-adds per instruction). The input is
+   repacked with 4 channels per int32 (int8 codes + 128 become uint8 codes), the patch
+   matrix is built from it with the reduction index ordered (kernel row, kernel column,
+   channel) so each of its rows is a shifted int32 copy of one 4-channel plane (padding: the
+   zero point), and since ``Σ (x − x_zp)·w' = Σ x·w' − x_zp·Σ w'`` the second term is folded
+   into the bias at compile time. Weights are packed ``(G, M/G ↑ MR, KH·KW·⌈C/4⌉)`` int32.
+2. ``pairs`` (exact when ``max|x − x_zp| · Σ|w'| < 2^31``): the same micro-kernel structure
+   on int16 pairs ``x − x_zp`` / ``w − w_zp`` (``vpdpwssd`` with VNNI, ``pmaddwd`` on any
+   x86 SIMD), patch matrix interleaved two rows per int32.
+3. ``blas``, the exact-integers-through-float-BLAS trick: products of integer codes are exact
+   in float32, and so is every sum whose partial values stay integers of magnitude ≤ 2^24.
+   With activation codes bounded by ``A = max|x − x_zp|`` (255 for 8-bit, 65535 for int16 at
+   worst) and ``w' = w − w_zp`` known at compile time, any partial sum of
+   ``Σ_k (x_k − x_zp)·w'_k`` over a set of ``k`` is at most ``A · Σ_k |w'_k|`` — whatever order
+   BLAS adds in, with or without FMA. ``prepare`` splits the reduction axis into contiguous
+   chunks with ``A · Σ_chunk |w'| ≤ 2^24`` for every output channel (usually one chunk),
+   GEMMs each chunk into its own float32 result (``np.matmul(W'[g, chunk], col[g, chunk],
+   out=acc[chunk, g])`` on ``col = im2col(x − x_zp)``), and the numba epilogue adds the
+   chunk results in int64. When that needs many chunks (int16 activations), float64 (exact
+   to 2^53) is used instead, in one chunk.
+
+The integer strategies run the micro-kernel of :func:`~.qloops.qgemm_quads` /
+:func:`~.qloops.qgemm_pairs` (MR = 6 weight rows × 64 pixels of int32 accumulators in
+registers) over L2-sized pixel tiles and requantize each tile as soon as it is done: ``acc +
+bias`` → requantize with the channel's ``m``/``n`` (``neg_multiplier``/``neg_shift`` for
+negative accumulators of a fused PRelu) → clamp ``[act_min, act_max]`` → store into the
+output view. A 1×1/stride 1/unpadded conv skips the patch matrix (its input, repacked, is it).
 
 * ``qconv_depthwise`` (group = C = M): a direct numba kernel (the stride-phase window loop
-  of the float depthwise conv, on ``x − x_zp`` in float32/float64 — exact by the same bound),
-  requantized per channel as each channel is finished.
-* ``qconv_gemm`` (everything else, groups included): per image, ``col = im2col(x − x_zp)``
-  (padding is 0, i.e. the zero point, as in the reference; for 1×1/stride 1/no padding a
-  plain centering copy), one ``np.matmul(W'[g, chunk], col[g, chunk], out=acc[chunk, g])``
-  per group and chunk, then one epilogue: ``Σ chunks + bias`` → requantize with the
-  channel's ``m``/``n`` (``neg_multiplier``/``neg_shift`` for negative accumulators of a
-  fused PRelu) → clamp ``[act_min, act_max]`` → store into the output view.
-* ``qgemm``: ``A (M, K)`` activations centered into scratch, ``B' = B − b_zp`` packed per chunk.
+  of the float depthwise conv, on ``x − x_zp`` in float32/float64 — exact by the bound
+  above), each channel requantized as soon as it is finished; ``qconv_depthwise_cl`` on
+  small outputs (≤ 64 pixels): channels-last, vectorized across channels.
+* ``qgemm``: ``A (M, K)`` activations centered into scratch, ``B' = B − b_zp`` packed per
+  chunk, the BLAS trick.
 * ``qmatmul``: two activations; chunks of ``⌊2^24 / (A_a·A_b)⌋`` along K, or float64.
 
 All precomputation (packing, chunking, per-channel multipliers and rounding constants)
-happens in ``prepare``/``build``; a run only calls BLAS and numba on preallocated views.
+happens in ``prepare``/``build``; a run only calls numba/BLAS on preallocated views.
 """
 from __future__ import annotations
 
@@ -260,6 +276,9 @@ class QConvGemm(_QConvBase):
     requantization fused per tile; strategy ``blas``: the float32/float64 BLAS trick."""
 
     name = "qconv_gemm"
+    #: the uint8×int8 quad micro-kernel: None = when the host has AVX-512 VNNI, True = always
+    #: (elsewhere LLVM's generic code: correct, slow), False = never
+    use_quads = None
     #: use the int16-pair micro-kernel whenever exact (tests switch it off to cover BLAS)
     use_pairs = True
 
@@ -281,8 +300,17 @@ class QConvGemm(_QConvBase):
         amax = code_amax(node.inputs[0].dtype, x_zp)
         info = np.iinfo(node.inputs[0].dtype)
         absw = np.abs(wc).reshape(m, -1)
+        wsum = float(absw.sum(axis=1).max(initial=0))
+        quads = self.use_quads
+        if quads is None:
+            from .qloops import host_has_vnni
+
+            quads = host_has_vnni()
+        if (quads and info.bits == 8 and wc.size and int(wc.min()) >= -128 and int(wc.max()) <= 127
+                and wsum * 255 < 2 ** 31):
+            return "quads", None, None, wc
         if (self.use_pairs and -32768 <= info.min - x_zp and info.max - x_zp <= 32767
-                and float(absw.sum(axis=1).max(initial=0)) * amax < 2 ** 31):
+                and wsum * amax < 2 ** 31):
             return "pairs", None, None, wc
         res = _choose_precision(absw, amax)
         if res is None:
@@ -295,7 +323,29 @@ class QConvGemm(_QConvBase):
         grp, mg, kg = wc.shape
         p = oh * ow
         attrs = {"qconv_geometry": g, "qconv_strategy": strategy, "qconv_wshape": [grp, mg, kg]}
-        if strategy == "pairs":
+        if strategy == "quads":
+            from .qloops import MR, NRW
+
+            # reduction index ordered (i, j, channel), channels padded to quads (weights 0)
+            kh_, kw_ = g[0], g[1]
+            cg = kg // (kh_ * kw_)
+            c4 = (cg + 3) // 4
+            k4 = kh_ * kw_ * c4
+            mgp = -(-mg // MR) * MR
+            pp = -(-p // NRW) * NRW
+            pt = _pair_tile(k4, mgp, pp)
+            wp = np.zeros((grp, mgp, kh_, kw_, 4 * c4), np.int8)
+            wp[:, :mg, :, :, :cg] = wc.reshape(grp, mg, cg, kh_, kw_).transpose(0, 1, 3, 4, 2)
+            packed_w = np.ascontiguousarray(wp).view(np.int32).reshape(-1)
+            xdt = node.inputs[0].dtype
+            zx = int(np.asarray(node.attrs.get("x_zp", 0)).reshape(-1)[0])
+            zu = zx if xdt == np.uint8 else zx + 128          # the zero point as a uint8 code
+            attrs["qconv_quads"] = [k4, mgp, pp, pt, zu, 0 if xdt == np.uint8 else -128, c4]
+            # Σ (x − zx)·w' = Σ x_u8·w' − zu·Σ w': the second term joins the bias
+            attrs["qconv_bias_corr"] = (-zu * wc.reshape(grp * mg, kg).sum(axis=1)).astype(np.int64).tolist()
+            hw = int(np.prod(node.inputs[0].shape[2:]))
+            scratch = carve_bytes([(np.int32, (k4, pp)), (np.int32, (mgp, pt)), (np.int32, (c4, hw))])
+        elif strategy == "pairs":
             from .qloops import MR, NRW
 
             k2 = (kg + 1) // 2
@@ -315,38 +365,59 @@ class QConvGemm(_QConvBase):
         return Prepared(packed={1: packed_w, **_pack_bias(node, grp * mg)}, attrs=attrs, scratch=scratch)
 
     def build(self, b: Binding):
-        if b.attrs.get("qconv_strategy", "blas") == "pairs":
-            return self._build_pairs(b)
+        strategy = b.attrs.get("qconv_strategy", "blas")
+        if strategy in ("pairs", "quads"):
+            return self._build_packed(b, strategy)
         return self._build_blas(b)
 
-    def _build_pairs(self, b: Binding):
+    def _build_packed(self, b: Binding, strategy: str):
         kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
         grp, mg, kg = (int(v) for v in b.attrs["qconv_wshape"])
-        k2, mgp, pp, ptile = (int(v) for v in b.attrs["qconv_pairs"])
         ins = ro_inputs(b)
-        x, out, w2 = _as4d(ins[0]), _as4d(b.outputs[0]), ins[1]
+        x, out, wp = _as4d(ins[0]), _as4d(b.outputs[0]), ins[1]
         n, c, h, wd = x.shape
         m, oh, ow = out.shape[1:]
         p = oh * ow
         cg = c // grp
-        col2, ctile, rows = carve(b.scratch, [(np.int32, (k2, pp)), (np.int32, (mgp, ptile)), (np.int16, (2, p))])
-        col2f, colh, ctf = col2.reshape(-1), col2.reshape(-1).view(np.int16), ctile.reshape(-1)
         bias = _bias(b, m)
-        mu, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, m)
         z = int(np.asarray(b.attrs.get("x_zp", 0)).reshape(-1)[0])
-        zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
         pointwise = kh == kw == sh == sw == 1 and pt == pl == 0 and (h, wd) == (oh, ow)
-        gemm = jit("qgemm_pairs")
-        fill = jit("center_pairs" if pointwise else "qim2col_pairs")
+        if strategy == "quads":
+            kk, mgp, pp, ptile, zu, zsub, c4 = (int(v) for v in b.attrs["qconv_quads"])
+            bias = ro(bias + np.asarray(b.attrs["qconv_bias_corr"], np.int64))
+            col, ctile, x4 = carve(b.scratch, [(np.int32, (kk, pp)), (np.int32, (mgp, ptile)), (np.int32, (c4, h * wd))])
+            gemm = jit("qgemm_quads")
+            if pointwise:
+                fill = jit("center_quads")
+                fixed = (col.reshape(-1).view(np.uint8), zsub, cg, p, pp)
+            else:
+                pack, i2c = jit("center_quads"), jit("qim2col_quads")
+                x4b, x4r, colf_ = x4.reshape(-1).view(np.uint8), ro(x4.reshape(-1)), col.reshape(-1)
+                padv = np.int32(np.uint32(zu * 0x01010101).view(np.int32))
+                hw = h * wd
+
+                def fill(xg):
+                    pack(xg, x4b, zsub, cg, hw, hw)
+                    i2c(x4r, colf_, padv, c4, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, pp)
+                fixed = ()
+        else:
+            kk, mgp, pp, ptile = (int(v) for v in b.attrs["qconv_pairs"])
+            col, ctile, rows = carve(b.scratch, [(np.int32, (kk, pp)), (np.int32, (mgp, ptile)), (np.int16, (2, p))])
+            colv = col.reshape(-1).view(np.int16)
+            gemm = jit("qgemm_pairs")
+            fill = jit("center_pairs" if pointwise else "qim2col_pairs")
+            fixed = ((colv, z, cg, p, pp) if pointwise else
+                     (colv, rows, z, cg, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, pp))
+        colf, ctf = col.reshape(-1), ctile.reshape(-1)
+        mu, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, m)
+        zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
         work = []
         for i in range(n):
             oi = out[i].reshape(-1)
             for gi in range(grp):
                 xg = x[i, gi * cg:(gi + 1) * cg].reshape(-1)
-                fargs = ((xg, colh, z, cg, p, pp) if pointwise else
-                         (xg, colh, rows, z, cg, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, pp))
-                work.append((fargs, (w2, gi * mgp * k2, k2, col2f, pp, ptile, ctf, mg, mgp, p, oi, gi * mg * p,
-                                     gi * mg, bias, mu, r, sft, nm, nr, nn, has_neg, zp, lo, hi)))
+                work.append(((xg,) + fixed, (wp, gi * mgp * kk, kk, colf, pp, ptile, ctf, mg, mgp, p, oi, gi * mg * p,
+                                             gi * mg, bias, mu, r, sft, nm, nr, nn, has_neg, zp, lo, hi)))
 
         def run():
             for fargs, gargs in work:

@@ -142,7 +142,15 @@ def qepi_flat(acc, J, L, m, r, n, zp, lo, hi, out):
         out[i] = _rq(v, m, r, n, zp, lo, hi)
 
 
-# --------------------------------------------------------------------------- int16 pairs GEMM
+# --------------------------------------------------------------------------- packed integer GEMM
+# Two packed layouts of the patch matrix and the weights, both "G codes of consecutive k in
+# one int32":
+#   pairs (G = 2): int16 x − x_zp and w − w_zp; dot2 = lo·lo + hi·hi (pmaddwd / vpdpwssd);
+#   quads (G = 4): uint8 codes x (int8 + 128) and int8 w − w_zp; dot4 = Σ of 4 u8·s8 products
+#                  (vpdpbusd, AVX-512 VNNI); the zero point enters as a per-channel bias
+#                  correction −x_zp·Σ_k w'.
+# A patch matrix row k goes to ``col[(k // G)·Pp + p]``, byte/halfword k % G.
+
 #: micro-kernel block: MR weight rows × NRW pixels (NRW = 16·NR, NR vectors of 16 int32 lanes)
 MR, NR = 6, 4
 NRW = 16 * NR
@@ -166,9 +174,38 @@ def center_pairs(x, col, z, C, P, Pp):
             col[o + 2 * p + 1] = 0
 
 
-def _patch_row(x, row, r, z, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW):
-    """Row ``r = (c·KH + i)·KW + j`` of the patch matrix of ``x − z`` (padding 0) into the
-    contiguous int16 ``row`` of OH·OW pixels."""
+def center_quads(x, col, z, C, P, Pp):
+    """``x (C, P) − z`` (z = 0 for uint8 codes, −128 for int8: uint8 codes) in the quad layout
+    ``col[(c >> 2)·Pp + p, c & 3]`` (flat uint8, rows of ``4·Pp``); missing channels of the
+    last quad are 0 (their weights are 0)."""
+    C4 = (C + 3) // 4
+    for c4 in range(C4):
+        o = max(4 * c4 * Pp, 0)
+        if 4 * c4 + 3 < C:
+            a = max(4 * c4 * P, 0)
+            b = a + P
+            d = b + P
+            e = d + P
+            for p in range(P):
+                col[o + 4 * p] = x[a + p] - z
+                col[o + 4 * p + 1] = x[b + p] - z
+                col[o + 4 * p + 2] = x[d + p] - z
+                col[o + 4 * p + 3] = x[e + p] - z
+        else:
+            for j in range(4):
+                c = 4 * c4 + j
+                a = max(c * P, 0)
+                if c < C:
+                    for p in range(P):
+                        col[o + 4 * p + j] = x[a + p] - z
+                else:
+                    for p in range(P):
+                        col[o + 4 * p + j] = 0
+
+
+def _patch_row(x, row, r, z, padv, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW):
+    """Row ``r = (c·KH + i)·KW + j`` of the patch matrix of ``x − z`` (padding ``padv``) into
+    the contiguous ``row`` of OH·OW pixels."""
     j = r % KW
     i = (r // KW) % KH
     c = r // (KW * KH)
@@ -185,10 +222,10 @@ def _patch_row(x, row, r, z, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW):
         base = max(oh * OW, 0)
         if ih < 0 or ih >= H:
             for t in range(OW):
-                row[base + t] = 0
+                row[base + t] = padv
         else:
             for t in range(lo):
-                row[base + t] = 0
+                row[base + t] = padv
             db = max(base + lo, 0)
             src = max((c * H + ih) * W + lo * sw + off, 0)
             if sw == 1:
@@ -202,7 +239,7 @@ def _patch_row(x, row, r, z, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW):
                     row[db + t] = x[src + t * sw] - z
             eb = max(base + hi, 0)
             for t in range(OW - hi):
-                row[eb + t] = 0
+                row[eb + t] = padv
 
 
 def qim2col_pairs(x, col, rows, z, C, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW, Pp):
@@ -214,9 +251,9 @@ def qim2col_pairs(x, col, rows, z, C, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, 
     r0 = rows[0]
     r1 = rows[1]
     for k2 in range((K + 1) // 2):
-        _patch_row(x, r0, 2 * k2, z, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW)
+        _patch_row(x, r0, 2 * k2, z, 0, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW)
         if 2 * k2 + 1 < K:
-            _patch_row(x, r1, 2 * k2 + 1, z, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW)
+            _patch_row(x, r1, 2 * k2 + 1, z, 0, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW)
         else:
             for p in range(P):
                 r1[p] = 0
@@ -226,75 +263,173 @@ def qim2col_pairs(x, col, rows, z, C, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, 
             col[o + 2 * p + 1] = r1[p]
 
 
+def qim2col_quads(x4, col, padv, C4, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW, Pp):
+    """The quad-layout patch matrix from ``x4 (C4, H, W)``, the input with 4 channels per int32
+    (:func:`center_quads` with ``Pp = H·W``): the reduction index is ordered (i, j, channel),
+    so row ``(i·KW + j)·C4 + c4`` of ``col (K4, Pp)`` is plane ``c4`` of ``x4`` shifted by tap
+    (i, j) — an int32 copy per output row, padding ``padv`` (the zero point in all 4 bytes)."""
+    P = OH * OW
+    for i in range(KH):
+        for j in range(KW):
+            off = j * dw - pl
+            lo = 0 if off >= 0 else (-off + sw - 1) // sw
+            hi = (W - off + sw - 1) // sw if W > off else 0
+            if hi > OW:
+                hi = OW
+            if lo > hi:
+                lo = hi
+            n = hi - lo
+            for c4 in range(C4):
+                rb = max(((i * KW + j) * C4 + c4) * Pp, 0)
+                for oh in range(OH):
+                    ih = oh * sh - pt + i * dh
+                    base = max(rb + oh * OW, 0)
+                    if ih < 0 or ih >= H:
+                        for t in range(OW):
+                            col[base + t] = padv
+                    else:
+                        for t in range(lo):
+                            col[base + t] = padv
+                        db = max(base + lo, 0)
+                        src = max((c4 * H + ih) * W + lo * sw + off, 0)
+                        if sw == 1:
+                            for t in range(n):
+                                col[db + t] = x4[src + t]
+                        elif sw == 2:
+                            for t in range(n):
+                                col[db + t] = x4[src + 2 * t]
+                        else:
+                            for t in range(n):
+                                col[db + t] = x4[src + t * sw]
+                        eb = max(base + hi, 0)
+                        for t in range(OW - hi):
+                            col[eb + t] = padv
+
+
+def _tile_epilogue(ctile, PT, ps, valid, Mg, P, out, ooff, c0, bias, mult, rnd, shift, negm, negr, negn, has_neg,
+                   zp, lo, hi):
+    """Requantize the ``valid`` columns of the int32 tile ``ctile (Mgp, PT)`` into output rows
+    ``c0 + r`` (columns from ``ps``) of the flat ``out``."""
+    for r in range(Mg):
+        ch = c0 + r
+        b = bias[ch]
+        m = mult[ch]
+        rr = rnd[ch]
+        n = shift[ch]
+        tb = max(r * PT, 0)
+        ob = max(ooff + r * P + ps, 0)
+        if has_neg:
+            nm = negm[ch]
+            nr = negr[ch]
+            nn = negn[ch]
+            for p in range(valid):
+                v = np.int64(ctile[tb + p]) + b
+                if v >= 0:
+                    out[ob + p] = _rq(v, m, rr, n, zp, lo, hi)
+                else:
+                    out[ob + p] = _rq(v, nm, nr, nn, zp, lo, hi)
+        else:
+            for p in range(valid):
+                out[ob + p] = _rq(np.int64(ctile[tb + p]) + b, m, rr, n, zp, lo, hi)
+
+
 def qgemm_pairs(w2, woff, K2, col2, Pp, PT, ctile, Mg, Mgp, P, out, ooff, c0, bias, mult, rnd, shift,
                 negm, negr, negn, has_neg, zp, lo, hi):
     """``out[c0 + r, p] = requantize(Σ_k w[r, k]·col[k, p] + bias)`` for one group: int16 pairs
     (``w2`` rows of K2 int32 from ``woff``; ``col2 (K2, Pp)`` int32), int32 accumulators from the
-    :func:`_mk` micro-kernel (VNNI ``vpdpwssd`` / ``pmaddwd``), one pixel tile of ``PT``
-    columns at a time into ``ctile (Mgp, PT)``, requantized while the tile is in cache."""
+    :func:`_mk` micro-kernel (``vpdpwssd`` / ``pmaddwd``), one pixel tile of ``PT`` columns at
+    a time into ``ctile (Mgp, PT)``, requantized while the tile is in cache."""
     for ps in range(0, Pp, PT):
         pe = min(ps + PT, Pp)
         for m0 in range(0, Mgp, MR):
             for p0 in range(ps, pe, NRW):
                 _mk(w2, woff + m0 * K2, K2, col2, p0, Pp, K2, ctile, m0 * PT + p0 - ps, PT)
-        valid = min(pe, P) - ps
-        for r in range(Mg):
-            ch = c0 + r
-            b = bias[ch]
-            m = mult[ch]
-            rr = rnd[ch]
-            n = shift[ch]
-            tb = max(r * PT, 0)
-            ob = max(ooff + r * P + ps, 0)
-            if has_neg:
-                nm = negm[ch]
-                nr = negr[ch]
-                nn = negn[ch]
-                for p in range(valid):
-                    v = np.int64(ctile[tb + p]) + b
-                    if v >= 0:
-                        out[ob + p] = _rq(v, m, rr, n, zp, lo, hi)
-                    else:
-                        out[ob + p] = _rq(v, nm, nr, nn, zp, lo, hi)
-            else:
-                for p in range(valid):
-                    out[ob + p] = _rq(np.int64(ctile[tb + p]) + b, m, rr, n, zp, lo, hi)
+        _tile_epilogue(ctile, PT, ps, min(pe, P) - ps, Mg, P, out, ooff, c0, bias, mult, rnd, shift, negm, negr,
+                       negn, has_neg, zp, lo, hi)
 
 
-def _make_mk():
-    """The micro-kernel ``_mk(w2, woff, ldw, x2, xoff, ldx, k2, c, coff, ldc)`` as a numba
-    intrinsic: ``c[coff + r·ldc + q] = Σ_k<k2 dot2(w2[woff + r·ldw + k], x2[xoff + k·ldx + q])``
-    for r < MR, q < NRW, where ``dot2`` of two int32 holding int16 pairs is
-    ``lo·lo + hi·hi``. Written in generic LLVM vector IR (sign-extend, multiply, add the even
-    and odd lanes), which LLVM turns into ``vpdpwssd`` on AVX-512 VNNI (``vpmaddwd`` + add on
-    AVX2/SSE2), with the MR × NR accumulators kept in registers."""
+def qgemm_quads(w4, woff, K4, col4, Pp, PT, ctile, Mg, Mgp, P, out, ooff, c0, bias, mult, rnd, shift,
+                negm, negr, negn, has_neg, zp, lo, hi):
+    """:func:`qgemm_pairs` on the quad layout with the :func:`_mk4` micro-kernel (``vpdpbusd``)."""
+    for ps in range(0, Pp, PT):
+        pe = min(ps + PT, Pp)
+        for m0 in range(0, Mgp, MR):
+            for p0 in range(ps, pe, NRW):
+                _mk4(w4, woff + m0 * K4, K4, col4, p0, Pp, K4, ctile, m0 * PT + p0 - ps, PT)
+        _tile_epilogue(ctile, PT, ps, min(pe, P) - ps, Mg, P, out, ooff, c0, bias, mult, rnd, shift, negm, negr,
+                       negn, has_neg, zp, lo, hi)
+
+
+def host_has_vnni() -> bool:
+    """AVX-512 VNNI on the machine numba compiles for (``vpdpbusd`` on zmm registers)."""
+    try:
+        import llvmlite.binding as llb
+        from numba.core import config
+    except ImportError:
+        return False
+    name = getattr(config, "CPU_NAME", None)
+    if name and name != "host":
+        feats = str(getattr(config, "CPU_FEATURES", "") or "")
+        return "+avx512vnni" in feats and "+avx512bw" in feats
+    try:
+        f = llb.get_host_cpu_features()
+    except Exception:   # noqa: BLE001 - unknown host: the portable path
+        return False
+    return bool(f.get("avx512vnni", False) and f.get("avx512bw", False) and f.get("avx512f", False))
+
+
+def _make_mk(group: int):
+    """The micro-kernel ``mk(w, woff, ldw, x, xoff, ldx, kg, c, coff, ldc)`` as a numba
+    intrinsic: ``c[coff + r·ldc + q] = Σ_k<kg dot(w[woff + r·ldw + k], x[xoff + k·ldx + q])``
+    for r < MR, q < NRW, where each int32 holds ``group`` codes and ``dot`` is the sum of
+    their products: int16 pairs (``lo·lo + hi·hi``) or quads (uint8 x × int8 w). The MR × NR
+    accumulators (16 int32 lanes each) stay in registers.
+
+    pairs: generic LLVM vector IR (sign-extend, multiply, add even and odd lanes), which LLVM
+    selects as ``vpdpwssd`` on AVX-512 VNNI and ``pmaddwd`` + add elsewhere. quads: the
+    ``vpdpbusd`` intrinsic when :func:`host_has_vnni`, else the same generic IR pattern
+    (correct everywhere, slow: LLVM does not fuse it)."""
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
     from numba.extending import intrinsic
 
+    use_vnni = group == 4 and host_has_vnni()
+
     @intrinsic
-    def mk(typingctx, w2, woff, ldw, x2, xoff, ldx, k2, c, coff, ldc):
-        sig = types.void(w2, woff, ldw, x2, xoff, ldx, k2, c, coff, ldc)
+    def mk(typingctx, w, woff, ldw, x, xoff, ldx, kg, c, coff, ldc):
+        sig = types.void(w, woff, ldw, x, xoff, ldx, kg, c, coff, ldc)
 
         def codegen(context, builder, signature, args):
-            w2v, woffv, ldwv, x2v, xoffv, ldxv, k2v, cv, coffv, ldcv = args
+            wv_, woffv, ldwv, xv_, xoffv, ldxv, kgv, cv, coffv, ldcv = args
             st = signature.args
-            wp = context.make_array(st[0])(context, builder, w2v).data
-            xp = context.make_array(st[3])(context, builder, x2v).data
+            wp = context.make_array(st[0])(context, builder, wv_).data
+            xp = context.make_array(st[3])(context, builder, xv_).data
             cp = context.make_array(st[7])(context, builder, cv).data
-            i16, i32, i64 = ir.IntType(16), ir.IntType(32), ir.IntType(64)
+            i8, i16, i32, i64 = ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
             v16 = ir.VectorType(i32, 16)
-            w16x32, w32x32 = ir.VectorType(i16, 32), ir.VectorType(i32, 32)
-            even = ir.Constant(v16, [2 * i for i in range(16)])
-            odd = ir.Constant(v16, [2 * i + 1 for i in range(16)])
+            wide = ir.VectorType(i32, 16 * group)
+            narrow = ir.VectorType(i16 if group == 2 else i8, 16 * group)
+            lanes = [ir.Constant(v16, [group * i + j for i in range(16)]) for j in range(group)]
+            if use_vnni:
+                fnty = ir.FunctionType(v16, [v16, v16, v16])
+                try:
+                    vnni = builder.module.get_global("llvm.x86.avx512.vpdpbusd.512")
+                except KeyError:
+                    vnni = ir.Function(builder.module, fnty, "llvm.x86.avx512.vpdpbusd.512")
 
-            def dot2(acc, a, b):
-                pa = builder.sext(builder.bitcast(a, w16x32), w32x32)
-                pb = builder.sext(builder.bitcast(b, w16x32), w32x32)
+            def dot(acc, xa, wb):
+                if use_vnni:
+                    return builder.call(vnni, [acc, xa, wb])
+                ext = builder.zext if group == 4 else builder.sext   # quads: x is uint8
+                pa = ext(builder.bitcast(xa, narrow), wide)
+                pb = builder.sext(builder.bitcast(wb, narrow), wide)
                 prod = builder.mul(pa, pb)
-                return builder.add(acc, builder.add(builder.shuffle_vector(prod, prod, even),
-                                                    builder.shuffle_vector(prod, prod, odd)))
+                parts = [builder.shuffle_vector(prod, prod, lanes[j]) for j in range(group)]
+                tot = parts[0]
+                for q in parts[1:]:
+                    tot = builder.add(tot, q)
+                return builder.add(acc, tot)
 
             with builder.goto_block(builder.function.entry_basic_block):
                 accs = [[builder.alloca(v16) for _ in range(NR)] for _ in range(MR)]
@@ -302,18 +437,18 @@ def _make_mk():
             for row in accs:
                 for a in row:
                     builder.store(zero, a)
-            with cgutils.for_range(builder, k2v) as loop:
+            with cgutils.for_range(builder, kgv) as loop:
                 k = loop.index
                 xrow = builder.gep(xp, [builder.add(xoffv, builder.mul(k, ldxv))])
                 xs = [builder.load(builder.bitcast(builder.gep(xrow, [ir.Constant(i64, 16 * j)]), v16.as_pointer()),
                                    align=4) for j in range(NR)]
                 for r in range(MR):
                     wi = builder.add(builder.add(woffv, builder.mul(ir.Constant(i64, r), ldwv)), k)
-                    wv = builder.load(builder.gep(wp, [wi]))
-                    wb = builder.insert_element(ir.Constant(v16, ir.Undefined), wv, ir.Constant(i32, 0))
+                    wsc = builder.load(builder.gep(wp, [wi]))
+                    wb = builder.insert_element(ir.Constant(v16, ir.Undefined), wsc, ir.Constant(i32, 0))
                     wb = builder.shuffle_vector(wb, ir.Constant(v16, ir.Undefined), ir.Constant(v16, None))
                     for j in range(NR):
-                        builder.store(dot2(builder.load(accs[r][j]), xs[j], wb), accs[r][j])
+                        builder.store(dot(builder.load(accs[r][j]), xs[j], wb), accs[r][j])
             for r in range(MR):
                 crow = builder.gep(cp, [builder.add(coffv, builder.mul(ir.Constant(i64, r), ldcv))])
                 for j in range(NR):
@@ -326,8 +461,12 @@ def _make_mk():
     return mk
 
 
-def _mk(*args):  # replaced by the intrinsic of _make_mk() before any loop using it is compiled
+def _mk(*args):  # replaced by the intrinsic of _make_mk(2) before any loop using it is compiled
     raise RuntimeError("qloops._mk is only callable from compiled loops")
+
+
+def _mk4(*args):  # replaced by the intrinsic of _make_mk(4)
+    raise RuntimeError("qloops._mk4 is only callable from compiled loops")
 
 
 # --------------------------------------------------------------------------- windows
@@ -819,10 +958,11 @@ def qlut16_ip(x, table, qmin):
 
 # --------------------------------------------------------------------------- lazy jit
 _SOURCES: dict[str, Callable] = {f.__name__: f for f in (
-    center, qim2col, center_pairs, qim2col_pairs, qgemm_pairs, qdepthwise_cl, qepi_rows, qepi_cols, qepi_flat, qwindow, global_max_int, qadd_flat, qadd_4d, qmul_flat,
+    center, qim2col, center_pairs, qim2col_pairs, qgemm_pairs, center_quads, qim2col_quads, qgemm_quads,
+    qdepthwise_cl, qepi_rows, qepi_cols, qepi_flat, qwindow, global_max_int, qadd_flat, qadd_4d, qmul_flat,
     qmul_4d, requant_rows, qmean, qprelu, qlut8, qlut16, quantize_lin, quantize_lin16, dequantize_lin, qadd_flat_ip,
     qmul_flat_ip, requant_ip, qprelu_ip, qlut8_ip, qlut16_ip)}
-_HELPERS = ("_rq", "_tapoff", "_qfill", "_patch_row")
+_HELPERS = ("_rq", "_tapoff", "_qfill", "_patch_row", "_tile_epilogue")
 _JITTED: dict[str, Callable] = {}
 
 
@@ -837,7 +977,8 @@ def jit(name: str) -> Callable:
             if not hasattr(g[h], "py_func"):
                 g[h] = numba.njit(cache=True, nogil=True, inline="always")(g[h])
         if not hasattr(g["_mk"], "_defn"):
-            g["_mk"] = _make_mk()
+            g["_mk"] = _make_mk(2)
+            g["_mk4"] = _make_mk(4)
         f = numba.njit(cache=True, nogil=True, error_model="numpy")(_SOURCES[name])
         _JITTED[name] = f
     return f
