@@ -32,6 +32,7 @@ class CompileOptions:
     input_shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
     dump_dir: str | None = None
     verify_passes: bool = False
+    optimize: bool = True                     # False: clean-up passes only (no fusion), to measure fusion
     # quantization (any of dataset / quant_type / quant_scheme turns it on)
     dataset: str | None = None
     calib_samples: int | None = None
@@ -123,7 +124,7 @@ def optimize(graph: Graph, opts: CompileOptions) -> Graph:
                               "--quant-type and --quant-scheme; npuc keeps the model's own scales")
         # QDQ groups become integer ops before any folding turns integer weights into float
         prequantized_pipeline().run(graph, dump_dir=opts.dump_dir, verify_each=opts.verify_passes)
-    pipeline = pipeline_for(opts.target, quantize=opts.quantize)
+    pipeline = pipeline_for(opts.target, quantize=opts.quantize, optimize=opts.optimize)
     pipeline.run(graph, dump_dir=opts.dump_dir, verify_each=opts.verify_passes)
     return graph
 

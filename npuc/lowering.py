@@ -3,7 +3,9 @@
 1. choose a kernel per node (``select_kernel``); the kernel packs its constant inputs;
 2. buffers: every non-constant value is an arena buffer; view ops (reshape family) alias
    their input; an in-place-capable kernel's output shares its input's buffer when that
-   input dies at this op; each kernel's scratch is a buffer live for its op only;
+   input dies at this op; the producers of a Concat along an axis whose leading dims are 1
+   write straight into their slice of its output (no copy); each kernel's scratch is a
+   buffer live for its op only;
 3. plan the buffers with :func:`npuc.memory.plan_memory` (one arena per pool);
 4. emit the tensor table, op list and constants for the writer.
 """
@@ -23,20 +25,39 @@ from .targets.base import Target
 
 
 class _Groups:
-    """Union-find over values that share one buffer."""
+    """Union-find over values that share one buffer, each at a byte offset in it.
+
+    Views and in-place outputs sit at offset 0 of their source's buffer; the inputs of a
+    copy-free Concat sit at their slice's offset inside the Concat output's buffer."""
 
     def __init__(self):
         self.parent: dict[int, int] = {}
+        self.off: dict[int, int] = {}      # byte offset of k inside its parent's buffer
 
     def find(self, k: int) -> int:
-        p = self.parent.setdefault(k, k)
-        while p != self.parent.setdefault(p, p):
-            self.parent[p] = self.parent[self.parent[p]]
-            p = self.parent[p]
-        return p
+        return self._find(k)[0]
 
-    def union(self, child: int, root: int) -> None:
-        self.parent[self.find(child)] = self.find(root)
+    def offset(self, k: int) -> int:
+        return self._find(k)[1]
+
+    def _find(self, k: int) -> tuple[int, int]:
+        path = []
+        while self.parent.setdefault(k, k) != k:
+            path.append(k)
+            k = self.parent[k]
+        root, total = k, 0
+        for node in reversed(path):  # compress, accumulating offsets from the root down
+            total += self.off.get(node, 0)
+            self.parent[node] = root
+            self.off[node] = total
+        return root, (self.off.get(path[0], 0) if path else 0)
+
+    def union(self, child: int, root: int, offset: int = 0) -> None:
+        """Put ``child``'s whole group at ``offset`` inside ``root``'s buffer."""
+        c, c_off = self._find(child)
+        r, r_off = self._find(root)
+        self.parent[c] = r
+        self.off[c] = r_off + offset - c_off
 
 
 @dataclass
@@ -81,53 +102,106 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
         if not v.is_const:
             last[id(v)] = steps  # live until the outputs are copied out
 
-    groups = _Groups()
-    members: dict[int, list[int]] = {}
+    def build_plan(allow_concat: bool):
+        concat_ops: set[int] = set()
+        groups = _Groups()
+        members: dict[int, list[int]] = {}
 
-    def group_last(root: int) -> int:
-        return max(last[m] for m in members.get(root, [root]))
+        def group_last(root: int) -> int:
+            return max(last[m] for m in members.get(root, [root]))
 
-    def join(out_v: Value, in_v: Value):
-        r = groups.find(id(in_v))
-        groups.union(id(out_v), r)
-        members.setdefault(r, [r]).append(id(out_v))
+        def join(out_v: Value, in_v: Value):
+            r = groups.find(id(in_v))
+            groups.union(id(out_v), r)
+            members.setdefault(r, [r]).append(id(out_v))
 
-    for i, lo in enumerate(lowered):
-        n, k = lo.node, lo.kernel
-        x = n.inputs[0] if n.inputs else None
-        if x is None or x.is_const:
-            continue
-        out = n.outputs[0]
-        if k.alias:
-            if out.nbytes == x.nbytes:
-                join(out, x)
-            continue
-        if k.inplace_input is not None:
-            src = n.inputs[k.inplace_input]
-            if (src is not None and not src.is_const and src.nbytes == out.nbytes
-                    and src.dtype == out.dtype and src.shape == out.shape
-                    and group_last(groups.find(id(src))) == i
-                    and not any(id(src) == id(o) or groups.find(id(o)) == groups.find(id(src))
-                                for o in graph.outputs)
-                    and sum(1 for v in n.inputs if v is src) == 1):
-                join(out, src)
+        public = graph_inputs | graph_outputs
 
-    # buffers: one per group root
-    roots: dict[int, list[int]] = {}
-    for vid in values:
-        roots.setdefault(groups.find(vid), []).append(vid)
-    buffers = []
-    for root, vids in roots.items():
-        size = max(values[v].nbytes for v in vids)
-        buffers.append(Buffer(id=f"v{root}", size=size, first=min(first[v] for v in vids),
-                              last=max(last[v] for v in vids), pool="main", alignment=ALIGNMENT))
-    for i, lo in enumerate(lowered):
-        if lo.prepared.scratch:
-            buffers.append(Buffer(id=f"s{i}", size=int(lo.prepared.scratch), first=i, last=i, pool="main",
-                                  alignment=ALIGNMENT))
-    capacities = {p.name: p.capacity for p in target.pools if p.capacity is not None}
-    plan = plan_memory(buffers, capacities=capacities or None, time_limit=planner_time_limit)
-    plan.check(buffers)
+        def concat_in_place(n) -> bool:
+            """Let each input of a Concat be written straight into its slice of the output."""
+            out = n.outputs[0]
+            axis = int(n.attrs.get("axis", 0)) % max(out.rank, 1)
+            if any(d != 1 for d in out.shape[:axis]) or id(out) in graph_inputs:
+                return False
+            ins = n.inputs
+            if len({id(v) for v in ins}) != len(ins):
+                return False
+            for v in ins:
+                if v is None or v.is_const or len(v.users) != 1 or v.producer is None:
+                    return False
+                r = groups.find(id(v))
+                mem = members.get(r, [r])
+                if any(m in public for m in mem) or r in concat_roots or values[r].nbytes != v.nbytes:
+                    return False
+            offset = 0
+            for v in ins:
+                r = groups.find(id(v))
+                groups.union(r, id(out), offset)
+                members.setdefault(id(out), [id(out)]).extend(members.pop(r, [r]))
+                concat_roots.add(r)
+                offset += v.nbytes
+            return True
+
+        concat_roots: set[int] = set()
+        from .runtime.kernels.basic import CONCAT_IN_PLACE
+
+        for i, lo in enumerate(lowered):
+            n, k = lo.node, lo.kernel
+            x = n.inputs[0] if n.inputs else None
+            if x is None or x.is_const:
+                continue
+            out = n.outputs[0]
+            if allow_concat and n.op == "Concat" and len(n.inputs) > 1 and concat_in_place(n):
+                lo.kernel, lo.prepared = CONCAT_IN_PLACE, CONCAT_IN_PLACE.prepare(n)
+                continue
+            if k.alias:
+                if out.nbytes == x.nbytes:
+                    join(out, x)
+                continue
+            if k.inplace_input is not None:
+                src = n.inputs[k.inplace_input]
+                if (src is not None and not src.is_const and src.nbytes == out.nbytes
+                        and src.dtype == out.dtype and src.shape == out.shape
+                        and group_last(groups.find(id(src))) == i
+                        and not any(id(src) == id(o) or groups.find(id(o)) == groups.find(id(src))
+                                    for o in graph.outputs)
+                        and sum(1 for v in n.inputs if v is src) == 1):
+                    join(out, src)
+
+        # buffers: one per group root
+        roots: dict[int, list[int]] = {}
+        for vid in values:
+            roots.setdefault(groups.find(vid), []).append(vid)
+        buffers = []
+        # a target may place values in other pools (e.g. k210: KPU feature maps in "kpu")
+        value_pool = getattr(target, "value_pool", None) or (lambda v: "main")
+        pool_of: dict[int, str] = {}
+        for root, vids in roots.items():
+            size = max(groups.offset(v) + values[v].nbytes for v in vids)
+            pool_of[root] = value_pool(values[root])
+            buffers.append(Buffer(id=f"v{root}", size=size, first=min(first[v] for v in vids),
+                                  last=max(last[v] for v in vids), pool=pool_of[root], alignment=ALIGNMENT))
+        for i, lo in enumerate(lowered):
+            if lo.prepared.scratch:
+                buffers.append(Buffer(id=f"s{i}", size=int(lo.prepared.scratch), first=i, last=i, pool="main",
+                                      alignment=ALIGNMENT))
+        capacities = {p.name: p.capacity for p in target.pools if p.capacity is not None}
+        plan = plan_memory(buffers, capacities=capacities or None, time_limit=planner_time_limit)
+        plan.check(buffers)
+        return groups, plan, pool_of, concat_ops
+
+    # copy-free Concat makes the concat's buffer live from its first input on: keep it only
+    # when the arena is not bigger than with copies (ties keep it: fewer copies)
+    with_concat = build_plan(True)
+    chosen = with_concat
+    if with_concat[3]:
+        without = build_plan(False)
+        if sum(p.size for p in without[1].pools.values()) < sum(p.size for p in with_concat[1].pools.values()):
+            chosen = without
+    groups, plan, pool_of, concat_ops = chosen
+    for i in concat_ops:
+        lowered[i].kernel = CONCAT_IN_PLACE
+        lowered[i].prepared = CONCAT_IN_PLACE.prepare(lowered[i].node)
 
     # tensor table
     tensors: list[TensorEntry] = []
@@ -137,9 +211,10 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
     def arena_tensor(v: Value) -> int:
         if id(v) in tid_of:
             return tid_of[id(v)]
-        off = plan.offsets[f"v{groups.find(id(v))}"]
-        t = TensorEntry(len(tensors), v.name, str(v.dtype), list(v.shape), ARENA, int(off), v.nbytes, "main",
-                        _quant_json(v))
+        root = groups.find(id(v))
+        off = plan.offsets[f"v{root}"] + groups.offset(id(v))
+        t = TensorEntry(len(tensors), v.name, str(v.dtype), list(v.shape), ARENA, int(off), v.nbytes,
+                        pool_of[root], _quant_json(v))
         tensors.append(t)
         tid_of[id(v)] = t.id
         return t.id
@@ -197,6 +272,8 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
              for name, p in plan.pools.items()]
     if not pools:
         pools = [PoolEntry("main", 0, 0)]
-    return Program(target.name, tensors, ops, [tid_of[id(v)] for v in graph.inputs], outputs, pools,
-                   {"graph": graph.name, **{k: v for k, v in graph.metadata.items() if isinstance(v, (str, int))}},
-                   constants)
+    program = Program(target.name, tensors, ops, [tid_of[id(v)] for v in graph.inputs], outputs, pools,
+                      {"graph": graph.name, **{k: v for k, v in graph.metadata.items() if isinstance(v, (str, int))}},
+                      constants)
+    finish = getattr(target, "finish_program", None)   # target hook: relocation, budgets, reports
+    return finish(program, graph) if finish is not None else program

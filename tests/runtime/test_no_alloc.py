@@ -71,7 +71,8 @@ def test_fast_kernels_only_and_correct(model_and_session):
     assert sess.fallback_ops == []
     kernels = {o.kernel for o in sess.program.ops}
     assert {"conv_depthwise", "conv_1x1", "conv_im2col", "maxpool_f32", "global_avgpool_f32", "gemm_f32",
-            "softmax_f32", "concat_copy"} <= kernels, kernels
+            "softmax_f32"} <= kernels, kernels
+    assert kernels & {"concat_copy", "concat_in_place"}, kernels
     x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
     want = run_ort(model, {"input": x})[0]
     got = sess.run({"input": x})["prob"]

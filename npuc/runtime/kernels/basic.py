@@ -18,6 +18,23 @@ for _op in sorted(ops_with_flag("view")):
     register_kernel(type(f"Alias{_op}", (_Alias,), {"op": _op, "name": f"alias_{_op.lower()}"}))
 
 
+class ConcatInPlace(Kernel):
+    """A Concat whose inputs were placed in their slices of the output by the planner:
+    nothing to do at run time. Chosen by the lowering, never by ``select_kernel``."""
+
+    op, name = "Concat", "concat_in_place"
+
+    def supports(self, node) -> bool:
+        return False
+
+    def build(self, b: Binding):
+        return None
+
+
+CONCAT_IN_PLACE = register_kernel(ConcatInPlace)()
+_ = CONCAT_IN_PLACE
+
+
 _BINARY_UFUNC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Max": np.maximum, "Min": np.minimum,
                  "Equal": np.equal, "Less": np.less, "Greater": np.greater, "LessOrEqual": np.less_equal,
                  "GreaterOrEqual": np.greater_equal, "And": np.logical_and, "Or": np.logical_or,
