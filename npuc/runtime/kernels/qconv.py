@@ -323,40 +323,32 @@ class QConvGemm(_QConvBase):
         grp, mg, kg = wc.shape
         p = oh * ow
         attrs = {"qconv_geometry": g, "qconv_strategy": strategy, "qconv_wshape": [grp, mg, kg]}
-        if strategy == "quads":
+        if strategy in ("quads", "pairs"):
             from .qloops import MR, NRW
 
-            # reduction index ordered (i, j, channel), channels padded to quads (weights 0)
+            # reduction index ordered (i, j, channel), channels padded to G (weights 0)
+            grp_codes = 4 if strategy == "quads" else 2
             kh_, kw_ = g[0], g[1]
             cg = kg // (kh_ * kw_)
-            c4 = (cg + 3) // 4
-            k4 = kh_ * kw_ * c4
+            cq = -(-cg // grp_codes)
+            kq = kh_ * kw_ * cq
             mgp = -(-mg // MR) * MR
             pp = -(-p // NRW) * NRW
-            pt = _pair_tile(k4, mgp, pp)
-            wp = np.zeros((grp, mgp, kh_, kw_, 4 * c4), np.int8)
+            pt = _pair_tile(kq, mgp, pp)
+            wp = np.zeros((grp, mgp, kh_, kw_, grp_codes * cq), np.int8 if strategy == "quads" else np.int16)
             wp[:, :mg, :, :, :cg] = wc.reshape(grp, mg, cg, kh_, kw_).transpose(0, 1, 3, 4, 2)
             packed_w = np.ascontiguousarray(wp).view(np.int32).reshape(-1)
             xdt = node.inputs[0].dtype
             zx = int(np.asarray(node.attrs.get("x_zp", 0)).reshape(-1)[0])
-            zu = zx if xdt == np.uint8 else zx + 128          # the zero point as a uint8 code
-            attrs["qconv_quads"] = [k4, mgp, pp, pt, zu, 0 if xdt == np.uint8 else -128, c4]
-            # Σ (x − zx)·w' = Σ x_u8·w' − zu·Σ w': the second term joins the bias
-            attrs["qconv_bias_corr"] = (-zu * wc.reshape(grp * mg, kg).sum(axis=1)).astype(np.int64).tolist()
+            if strategy == "quads":
+                zu = zx if xdt == np.uint8 else zx + 128          # the zero point as a uint8 code
+                attrs["qconv_packed"] = [kq, mgp, pp, pt, cq, 0 if xdt == np.uint8 else -128, zu]
+                # Σ (x − zx)·w' = Σ x_u8·w' − zu·Σ w': the second term joins the bias
+                attrs["qconv_bias_corr"] = (-zu * wc.reshape(grp * mg, kg).sum(axis=1)).astype(np.int64).tolist()
+            else:
+                attrs["qconv_packed"] = [kq, mgp, pp, pt, cq, zx, 0]
             hw = int(np.prod(node.inputs[0].shape[2:]))
-            scratch = carve_bytes([(np.int32, (k4, pp)), (np.int32, (mgp, pt)), (np.int32, (c4, hw))])
-        elif strategy == "pairs":
-            from .qloops import MR, NRW
-
-            k2 = (kg + 1) // 2
-            mgp = -(-mg // MR) * MR
-            pp = -(-p // NRW) * NRW
-            pt = _pair_tile(k2, mgp, pp)
-            wp = np.zeros((grp, mgp, 2 * k2), np.int16)
-            wp[:, :mg, :kg] = wc
-            packed_w = np.ascontiguousarray(wp).view(np.int32).reshape(-1)
-            attrs["qconv_pairs"] = [k2, mgp, pp, pt]
-            scratch = carve_bytes([(np.int32, (k2, pp)), (np.int32, (mgp, pt)), (np.int16, (2, p))])
+            scratch = carve_bytes([(np.int32, (kq, pp)), (np.int32, (mgp, pt)), (np.int32, (cq, hw))])
         else:
             parts = [wc[gi][:, k0:k1].reshape(-1) for gi in range(grp) for k0, k1 in zip(chunks[:-1], chunks[1:])]
             packed_w = np.ascontiguousarray(np.concatenate(parts), dt)
@@ -373,41 +365,38 @@ class QConvGemm(_QConvBase):
     def _build_packed(self, b: Binding, strategy: str):
         kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
         grp, mg, kg = (int(v) for v in b.attrs["qconv_wshape"])
+        kq, mgp, pp, ptile, cq, zsub, zu = (int(v) for v in b.attrs["qconv_packed"])
         ins = ro_inputs(b)
         x, out, wp = _as4d(ins[0]), _as4d(b.outputs[0]), ins[1]
         n, c, h, wd = x.shape
         m, oh, ow = out.shape[1:]
         p = oh * ow
+        hw = h * wd
         cg = c // grp
         bias = _bias(b, m)
-        z = int(np.asarray(b.attrs.get("x_zp", 0)).reshape(-1)[0])
-        pointwise = kh == kw == sh == sw == 1 and pt == pl == 0 and (h, wd) == (oh, ow)
-        if strategy == "quads":
-            kk, mgp, pp, ptile, zu, zsub, c4 = (int(v) for v in b.attrs["qconv_quads"])
+        quads = strategy == "quads"
+        if quads:
             bias = ro(bias + np.asarray(b.attrs["qconv_bias_corr"], np.int64))
-            col, ctile, x4 = carve(b.scratch, [(np.int32, (kk, pp)), (np.int32, (mgp, ptile)), (np.int32, (c4, h * wd))])
-            gemm = jit("qgemm_quads")
-            if pointwise:
-                fill = jit("center_quads")
-                fixed = (col.reshape(-1).view(np.uint8), zsub, cg, p, pp)
-            else:
-                pack, i2c = jit("center_quads"), jit("qim2col_quads")
-                x4b, x4r, colf_ = x4.reshape(-1).view(np.uint8), ro(x4.reshape(-1)), col.reshape(-1)
-                padv = np.int32(np.uint32(zu * 0x01010101).view(np.int32))
-                hw = h * wd
-
-                def fill(xg):
-                    pack(xg, x4b, zsub, cg, hw, hw)
-                    i2c(x4r, colf_, padv, c4, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, pp)
-                fixed = ()
+            padv = np.int32(np.uint32(zu * 0x01010101).view(np.int32))
         else:
-            kk, mgp, pp, ptile = (int(v) for v in b.attrs["qconv_pairs"])
-            col, ctile, rows = carve(b.scratch, [(np.int32, (kk, pp)), (np.int32, (mgp, ptile)), (np.int16, (2, p))])
-            colv = col.reshape(-1).view(np.int16)
-            gemm = jit("qgemm_pairs")
-            fill = jit("center_pairs" if pointwise else "qim2col_pairs")
-            fixed = ((colv, z, cg, p, pp) if pointwise else
-                     (colv, rows, z, cg, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, pp))
+            padv = np.int32(0)
+        col, ctile, xq = carve(b.scratch, [(np.int32, (kq, pp)), (np.int32, (mgp, ptile)), (np.int32, (cq, hw))])
+        code = np.uint8 if quads else np.int16
+        gemm = jit("qgemm_quads" if quads else "qgemm_pairs")
+        pack = jit("center_quads" if quads else "center_pairs")
+        pointwise = kh == kw == sh == sw == 1 and pt == pl == 0 and (h, wd) == (oh, ow)
+        if pointwise:   # the repacked input is the patch matrix
+            colc = col.reshape(-1).view(code)
+
+            def fill(xg):
+                pack(xg, colc, zsub, cg, p, pp)
+        else:
+            i2c = jit("qim2col_planes")
+            xqc, xqr, colf_ = xq.reshape(-1).view(code), ro(xq.reshape(-1)), col.reshape(-1)
+
+            def fill(xg):
+                pack(xg, xqc, zsub, cg, hw, hw)
+                i2c(xqr, colf_, padv, cq, h, wd, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow, pp)
         colf, ctf = col.reshape(-1), ctile.reshape(-1)
         mu, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, m)
         zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
@@ -416,12 +405,12 @@ class QConvGemm(_QConvBase):
             oi = out[i].reshape(-1)
             for gi in range(grp):
                 xg = x[i, gi * cg:(gi + 1) * cg].reshape(-1)
-                work.append(((xg,) + fixed, (wp, gi * mgp * kk, kk, colf, pp, ptile, ctf, mg, mgp, p, oi, gi * mg * p,
-                                             gi * mg, bias, mu, r, sft, nm, nr, nn, has_neg, zp, lo, hi)))
+                work.append((xg, (wp, gi * mgp * kq, kq, colf, pp, ptile, ctf, mg, mgp, p, oi, gi * mg * p, gi * mg,
+                                  bias, mu, r, sft, nm, nr, nn, has_neg, zp, lo, hi)))
 
         def run():
-            for fargs, gargs in work:
-                fill(*fargs)
+            for xg, gargs in work:
+                fill(xg)
                 gemm(*gargs)
         return run
 

@@ -149,7 +149,9 @@ def qepi_flat(acc, J, L, m, r, n, zp, lo, hi, out):
 #   quads (G = 4): uint8 codes x (int8 + 128) and int8 w − w_zp; dot4 = Σ of 4 u8·s8 products
 #                  (vpdpbusd, AVX-512 VNNI); the zero point enters as a per-channel bias
 #                  correction −x_zp·Σ_k w'.
-# A patch matrix row k goes to ``col[(k // G)·Pp + p]``, byte/halfword k % G.
+# The reduction index is ordered (kernel row, kernel column, channel) with the channels padded
+# to a multiple of G, so an int32 holds G consecutive channels of one tap and the patch
+# matrix rows are shifted copies of the repacked input planes (:func:`qim2col_planes`).
 
 #: micro-kernel block: MR weight rows × NRW pixels (NRW = 16·NR, NR vectors of 16 int32 lanes)
 MR, NR = 6, 4
@@ -203,71 +205,12 @@ def center_quads(x, col, z, C, P, Pp):
                         col[o + 4 * p + j] = 0
 
 
-def _patch_row(x, row, r, z, padv, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW):
-    """Row ``r = (c·KH + i)·KW + j`` of the patch matrix of ``x − z`` (padding ``padv``) into
-    the contiguous ``row`` of OH·OW pixels."""
-    j = r % KW
-    i = (r // KW) % KH
-    c = r // (KW * KH)
-    off = j * dw - pl
-    lo = 0 if off >= 0 else (-off + sw - 1) // sw
-    hi = (W - off + sw - 1) // sw if W > off else 0
-    if hi > OW:
-        hi = OW
-    if lo > hi:
-        lo = hi
-    n = hi - lo
-    for oh in range(OH):
-        ih = oh * sh - pt + i * dh
-        base = max(oh * OW, 0)
-        if ih < 0 or ih >= H:
-            for t in range(OW):
-                row[base + t] = padv
-        else:
-            for t in range(lo):
-                row[base + t] = padv
-            db = max(base + lo, 0)
-            src = max((c * H + ih) * W + lo * sw + off, 0)
-            if sw == 1:
-                for t in range(n):
-                    row[db + t] = x[src + t] - z
-            elif sw == 2:
-                for t in range(n):
-                    row[db + t] = x[src + 2 * t] - z
-            else:
-                for t in range(n):
-                    row[db + t] = x[src + t * sw] - z
-            eb = max(base + hi, 0)
-            for t in range(OW - hi):
-                row[eb + t] = padv
-
-
-def qim2col_pairs(x, col, rows, z, C, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW, Pp):
-    """:func:`qim2col` into the pair layout of :func:`center_pairs`: rows ``2k`` and ``2k+1`` of
-    the patch matrix (int16, ``x − z``, padding 0) are built contiguous in ``rows (2, OH·OW)``
-    and interleaved into ``col[k·Pp + p] = (row 2k, row 2k+1)``; an odd last row pairs with 0."""
-    K = C * KH * KW
-    P = OH * OW
-    r0 = rows[0]
-    r1 = rows[1]
-    for k2 in range((K + 1) // 2):
-        _patch_row(x, r0, 2 * k2, z, 0, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW)
-        if 2 * k2 + 1 < K:
-            _patch_row(x, r1, 2 * k2 + 1, z, 0, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW)
-        else:
-            for p in range(P):
-                r1[p] = 0
-        o = max(2 * k2 * Pp, 0)
-        for p in range(P):
-            col[o + 2 * p] = r0[p]
-            col[o + 2 * p + 1] = r1[p]
-
-
-def qim2col_quads(x4, col, padv, C4, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW, Pp):
-    """The quad-layout patch matrix from ``x4 (C4, H, W)``, the input with 4 channels per int32
-    (:func:`center_quads` with ``Pp = H·W``): the reduction index is ordered (i, j, channel),
-    so row ``(i·KW + j)·C4 + c4`` of ``col (K4, Pp)`` is plane ``c4`` of ``x4`` shifted by tap
-    (i, j) — an int32 copy per output row, padding ``padv`` (the zero point in all 4 bytes)."""
+def qim2col_planes(x4, col, padv, C4, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, OW, Pp):
+    """The packed patch matrix from ``x4 (C4, H, W)``, the input with 4 (quads) or 2 (pairs)
+    channels per int32 (:func:`center_quads` / :func:`center_pairs` with ``Pp = H·W``): the
+    reduction index is ordered (i, j, channel), so row ``(i·KW + j)·C4 + c4`` of
+    ``col (K4, Pp)`` is plane ``c4`` of ``x4`` shifted by tap (i, j) — an int32 copy per output
+    row, padding ``padv`` (the zero point in every code of the int32)."""
     P = OH * OW
     for i in range(KH):
         for j in range(KW):
@@ -958,11 +901,11 @@ def qlut16_ip(x, table, qmin):
 
 # --------------------------------------------------------------------------- lazy jit
 _SOURCES: dict[str, Callable] = {f.__name__: f for f in (
-    center, qim2col, center_pairs, qim2col_pairs, qgemm_pairs, center_quads, qim2col_quads, qgemm_quads,
+    center, qim2col, center_pairs, qgemm_pairs, center_quads, qim2col_planes, qgemm_quads,
     qdepthwise_cl, qepi_rows, qepi_cols, qepi_flat, qwindow, global_max_int, qadd_flat, qadd_4d, qmul_flat,
     qmul_4d, requant_rows, qmean, qprelu, qlut8, qlut16, quantize_lin, quantize_lin16, dequantize_lin, qadd_flat_ip,
     qmul_flat_ip, requant_ip, qprelu_ip, qlut8_ip, qlut16_ip)}
-_HELPERS = ("_rq", "_tapoff", "_qfill", "_patch_row", "_tile_epilogue")
+_HELPERS = ("_rq", "_tapoff", "_qfill", "_tile_epilogue")
 _JITTED: dict[str, Callable] = {}
 
 
