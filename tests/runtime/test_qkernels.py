@@ -431,6 +431,9 @@ def test_quantized_mobilenet_fast_and_exact(small_mobilenet, act_type):
     kernels = {o.kernel for o in sess.program.ops}
     assert {"qconv_gemm", "qconv_depthwise", "qconv_depthwise_cl", "qadd", "qmean", "qgemm", "quantize_linear",
             "dequantize_linear"} <= kernels, kernels
+    sess.run(samples[2])
+    peak = _peak_bytes(sess._run_steps)
+    assert peak < 4096, f"the integer kernels allocated {peak} bytes during one inference"
 
 
 def _peak_bytes(fn) -> int:

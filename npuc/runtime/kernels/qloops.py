@@ -304,17 +304,19 @@ def qgemm_quads(w4, woff, K4, col4, Pp, PT, ctile, Mg, Mgp, P, out, ooff, c0, bi
 
 
 def host_has_vnni() -> bool:
-    """AVX-512 VNNI on the machine numba compiles for (``vpdpbusd`` on zmm registers)."""
-    try:
-        import llvmlite.binding as llb
-        from numba.core import config
-    except ImportError:
-        return False
-    name = getattr(config, "CPU_NAME", None)
+    """AVX-512 VNNI on the machine numba compiles for (``vpdpbusd`` on zmm registers).
+
+    Reads ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` like numba does, and otherwise asks
+    llvmlite for the host's features, without importing numba (compiling a model does not)."""
+    import os
+
+    name = os.environ.get("NUMBA_CPU_NAME")
     if name and name != "host":
-        feats = str(getattr(config, "CPU_FEATURES", "") or "")
+        feats = os.environ.get("NUMBA_CPU_FEATURES", "")
         return "+avx512vnni" in feats and "+avx512bw" in feats
     try:
+        import llvmlite.binding as llb
+
         f = llb.get_host_cpu_features()
     except Exception:   # noqa: BLE001 - unknown host: the portable path
         return False
