@@ -257,6 +257,12 @@ class QConvDepthwise(_QConvBase):
         return run
 
 
+def _pointwise(geometry, in_hw, out_hw) -> bool:
+    """1×1, stride 1, unpadded: the (repacked) input is the patch matrix."""
+    kh, kw, sh, sw, _dh, _dw, pt, pl = geometry
+    return kh == kw == sh == sw == 1 and pt == pl == 0 and tuple(in_hw) == tuple(out_hw)
+
+
 def _pair_tile(k2: int, mgp: int, pp: int) -> int:
     """Pixels per tile of the int16-pairs GEMM: a multiple of NRW that keeps the tile of the
     patch matrix (k2 × PT int32) and of the accumulators (Mgp × PT int32) in L2."""
@@ -347,7 +353,9 @@ class QConvGemm(_QConvBase):
                 attrs["qconv_bias_corr"] = (-zu * wc.reshape(grp * mg, kg).sum(axis=1)).astype(np.int64).tolist()
             else:
                 attrs["qconv_packed"] = [kq, mgp, pp, pt, cq, zx, 0]
-            hw = int(np.prod(node.inputs[0].shape[2:]))
+            x_shape = node.inputs[0].shape
+            in_hw = tuple(x_shape[2:]) if len(x_shape) == 4 else (1, x_shape[2])
+            hw = 0 if _pointwise(g, in_hw, (oh, ow)) else int(np.prod(in_hw))
             scratch = carve_bytes([(np.int32, (kq, pp)), (np.int32, (mgp, pt)), (np.int32, (cq, hw))])
         else:
             parts = [wc[gi][:, k0:k1].reshape(-1) for gi in range(grp) for k0, k1 in zip(chunks[:-1], chunks[1:])]
@@ -380,11 +388,12 @@ class QConvGemm(_QConvBase):
             padv = np.int32(np.uint32(zu * 0x01010101).view(np.int32))
         else:
             padv = np.int32(0)
-        col, ctile, xq = carve(b.scratch, [(np.int32, (kq, pp)), (np.int32, (mgp, ptile)), (np.int32, (cq, hw))])
+        pointwise = _pointwise([kh, kw, sh, sw, dh, dw, pt, pl], (h, wd), (oh, ow))
+        col, ctile, xq = carve(b.scratch, [(np.int32, (kq, pp)), (np.int32, (mgp, ptile)),
+                                           (np.int32, (cq, 0 if pointwise else hw))])
         code = np.uint8 if quads else np.int16
         gemm = jit("qgemm_quads" if quads else "qgemm_pairs")
         pack = jit("center_quads" if quads else "center_pairs")
-        pointwise = kh == kw == sh == sw == 1 and pt == pl == 0 and (h, wd) == (oh, ow)
         if pointwise:   # the repacked input is the patch matrix
             colc = col.reshape(-1).view(code)
 
