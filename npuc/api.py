@@ -134,6 +134,10 @@ def compile(model_path: str | os.PathLike, out_path: str | os.PathLike, *, targe
             **options: Any) -> CompileReport:
     """Compile a model file (.onnx) into a .npuc file at ``out_path``."""
     opts = _options(target, input_shapes, dump_dir, options)
+    if opts.target == "k210":   # uint8 by default, a calibration data set required
+        from .targets.k210.target import k210_options
+
+        opts = k210_options(opts)
     t = {}
     t0 = time.perf_counter()
     graph = load_model(model_path, input_shapes=opts.input_shapes)
@@ -149,6 +153,10 @@ def compile(model_path: str | os.PathLike, out_path: str | os.PathLike, *, targe
         from .quant.driver import quantize_model
 
         graph = quantize_model(graph, opts, timings=t)
+    if opts.target == "k210":   # KPU layers + CPU fallback + copies (npuc/targets/k210/lower.py)
+        from .targets.k210.lower import lower_k210
+
+        graph = lower_k210(graph, timings=t)
     t0 = time.perf_counter()
     program = lower(graph, get_target(opts.target))
     t["lower+plan"] = time.perf_counter() - t0

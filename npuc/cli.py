@@ -123,6 +123,11 @@ def cmd_compile(args) -> int:
         print(json.dumps(report.__dict__, indent=2))
     else:
         print(report.summary())
+        if args.target == "k210":
+            from .format.reader import read_program
+            from .targets.k210.report import summary
+
+            print(summary(read_program(args.output)))
     return 0
 
 
@@ -161,7 +166,7 @@ def inspect_dict(path: str) -> dict:
         ops[o.op] = ops.get(o.op, 0) + 1
         kernels[o.kernel] = kernels.get(o.kernel, 0) + 1
     weights = sum(t.nbytes for t in tensors if t.kind == "const")
-    return {
+    info = {
         "file": str(path),
         "target": prog.target,
         "inputs": [spec(i) for i in prog.inputs],
@@ -180,6 +185,11 @@ def inspect_dict(path: str) -> dict:
         "meta": prog.meta,
         "op_list": [{"name": o.name, "op": o.op, "kernel": o.kernel} for o in prog.ops],
     }
+    if prog.target == "k210":   # where each op runs and why, copies, time; both pools' usage
+        from .targets.k210.report import augment_inspect
+
+        augment_inspect(info, prog)
+    return info
 
 
 def cmd_inspect(args) -> int:
@@ -196,6 +206,11 @@ def cmd_inspect(args) -> int:
           f"weights {m['weights_bytes']:,} B, file {m['file_bytes']:,} B")
     print("  ops:    " + ", ".join(f"{k}×{v}" for k, v in info["ops"].items()))
     print("  kernels: " + ", ".join(f"{k}×{v}" for k, v in info["kernels"].items()))
+    if info["target"] == "k210":
+        from .format.reader import read_program
+        from .targets.k210.report import summary
+
+        print(summary(read_program(args.model)))
     return 0
 
 

@@ -78,8 +78,9 @@ def _quant_json(v: Value):
 def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = None) -> Program:
     nodes = list(graph.nodes)
     lowered = []
+    choose = getattr(target, "select_kernel", None) or select_kernel   # a target may prefer other kernels
     for n in nodes:
-        k = select_kernel(n)
+        k = choose(n)
         lowered.append(LoweredOp(n, k, k.prepare(n)))
 
     steps = len(nodes)

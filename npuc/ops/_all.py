@@ -1,2 +1,2 @@
 """Imports every op module once so that each registers its ops."""
-from . import attention, elementwise, image, loss, nn, quant, reduce, rnn, signal, tensor  # noqa: F401
+from . import attention, elementwise, image, k210, loss, nn, quant, reduce, rnn, signal, tensor  # noqa: F401

@@ -39,6 +39,10 @@ def _progress_bar(total: int, enabled: bool):
 
 
 def quant_config(opts, overrides=None) -> QuantConfig:
+    if getattr(opts, "target", "cpu") == "k210":   # the KPU's scheme: see npuc/targets/k210/target.py
+        from ..targets.k210.target import quant_config as k210_quant_config
+
+        return k210_quant_config(opts, overrides)
     act = opts.quant_type or "uint8"
     return QuantConfig(act_type=act, act_symmetric=opts.symmetric_activations, weight_type=opts.w_quant_type,
                        per_channel=not opts.per_tensor_weights, overrides=dict(overrides or {}))

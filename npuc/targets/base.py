@@ -46,3 +46,4 @@ def target_names() -> list[str]:
     from . import cpu  # noqa: F401
 
     return sorted(_TARGETS)
+from .k210 import target as _k210_target  # noqa: E402,F401  (registers the k210 target)

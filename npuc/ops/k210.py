@@ -1,0 +1,123 @@
+"""The Kendryte K210 target's ops: KPU layers and the copies between AI SRAM and the CPU.
+
+A KPU feature map is a flat ``uint8`` tensor of ``fmap_bytes(C, Hm, Wm)`` bytes in the
+KPU's 64-byte-row layout (see :mod:`npuc.targets.k210.layout`). The map may be larger
+than the logical tensor it holds: the tensor is the *window* ``[:, y0:y0+H, x0:x0+W]`` of
+the ``C × Hm × Wm`` map (uploads pad a tensor to the geometry a layer needs; a "valid"
+convolution leaves junk rows around its window). The k210 lowering
+(:mod:`npuc.targets.k210.lower`) creates these ops after quantization.
+
+* ``KpuUpload(x)``: the CPU tensor ``x`` (uint8, ``C·H·W`` elements, NCHW order) into a
+  ``C × Hm × Wm`` map, at ``window``, every other pixel of the map = ``pad_value``.
+* ``KpuDownload(m)``: the window of map ``m`` back into a CPU tensor of ``out_shape``.
+* ``KpuConv(x, weights, bn, act)``: one or more KPU layers (``layers``: the hardware's
+  twelve register words each, plus where the layer reads and writes inside the input /
+  output maps and where its weights, BN words and activation table are in the constant
+  inputs). Several layers occur when a convolution is split by output channels (more
+  than 1024 outputs, or more than 64 weight loads): each layer writes its channel range
+  of the one output map.
+
+The reference kernels here are the straightforward path: the emulator
+(:func:`npuc.targets.k210.emulator.run_layer`) on a scratch 2 MB AI SRAM image, with the
+input map at address 0 and the output right after it, so the register words' addresses
+and layout fields are exercised as the hardware would use them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import REQUIRED, InferContext, register
+
+
+def _fmap_bytes(c: int, h: int, w: int) -> int:
+    from ..targets.k210.layout import fmap_bytes
+
+    return fmap_bytes(int(c), int(h), int(w))
+
+
+def _upload_infer(ctx: InferContext):
+    c, h, w = (int(d) for d in ctx.attrs["chw"])
+    hm, wm = (int(d) for d in ctx.attrs["map"])
+    y0, x0 = (int(d) for d in ctx.attrs["window"])
+    n = int(np.prod(ctx.shape(0))) if ctx.shape(0) else 1
+    if n != c * h * w:
+        raise ctx.fail(f"input has {n} elements, the map window is {c}x{h}x{w}")
+    if ctx.dtype(0) != np.uint8:
+        raise ctx.fail(f"only uint8 tensors go to AI SRAM, got {ctx.dtype(0)}")
+    if y0 < 0 or x0 < 0 or y0 + h > hm or x0 + w > wm:
+        raise ctx.fail(f"window {h}x{w} at ({y0}, {x0}) does not fit the {hm}x{wm} map")
+    return [(np.dtype(np.uint8), (_fmap_bytes(c, hm, wm),))]
+
+
+@register("KpuUpload", attrs={"chw": REQUIRED, "map": REQUIRED, "window": [0, 0], "pad_value": 0},
+          infer=_upload_infer)
+def kpu_upload(x, *, chw, map, window, pad_value):
+    """CPU tensor → AI SRAM row layout, padded to the ``map`` geometry with ``pad_value``."""
+    from ..targets.k210.layout import to_rows
+
+    c, h, w = (int(d) for d in chw)
+    hm, wm = (int(d) for d in map)
+    y0, x0 = (int(d) for d in window)
+    full = np.full((c, hm, wm), int(pad_value), np.uint8)
+    full[:, y0:y0 + h, x0:x0 + w] = np.asarray(x, np.uint8).reshape(c, h, w)
+    return to_rows(full)
+
+
+def _download_infer(ctx: InferContext):
+    c, h, w = (int(d) for d in ctx.attrs["chw"])
+    hm, wm = (int(d) for d in ctx.attrs["map"])
+    shape = tuple(int(d) for d in ctx.attrs["out_shape"])
+    if int(np.prod(shape)) != c * h * w:
+        raise ctx.fail(f"out_shape {list(shape)} does not hold a {c}x{h}x{w} window")
+    if ctx.shape(0) != (_fmap_bytes(c, hm, wm),):
+        raise ctx.fail(f"input is {list(ctx.shape(0))}, a {c}x{hm}x{wm} map is {_fmap_bytes(c, hm, wm)} bytes")
+    return [(np.dtype(np.uint8), shape)]
+
+
+@register("KpuDownload", attrs={"chw": REQUIRED, "map": REQUIRED, "window": [0, 0], "out_shape": REQUIRED},
+          infer=_download_infer)
+def kpu_download(m, *, chw, map, window, out_shape):
+    """AI SRAM row layout → CPU tensor: the window of the map, reshaped to ``out_shape``."""
+    from ..targets.k210.layout import from_rows
+
+    c, h, w = (int(d) for d in chw)
+    hm, wm = (int(d) for d in map)
+    y0, x0 = (int(d) for d in window)
+    full = from_rows(np.asarray(m, np.uint8), (c, hm, wm))
+    return np.ascontiguousarray(full[:, y0:y0 + h, x0:x0 + w]).reshape([int(d) for d in out_shape])
+
+
+def _conv_infer(ctx: InferContext):
+    c, h, w = (int(d) for d in ctx.attrs["in_map"])
+    m, ho, wo = (int(d) for d in ctx.attrs["out_map"])
+    if ctx.shape(0) != (_fmap_bytes(c, h, w),):
+        raise ctx.fail(f"input is {list(ctx.shape(0))}, a {c}x{h}x{w} map is {_fmap_bytes(c, h, w)} bytes")
+    return [(np.dtype(np.uint8), (_fmap_bytes(m, ho, wo),))]
+
+
+@register("KpuConv", attrs={"layers": REQUIRED, "in_map": REQUIRED, "out_map": REQUIRED, "kernel": 3,
+                            "stride": 1, "depthwise": 0, "pool": "none", "act": "Identity", "fused": None},
+          inputs=4, infer=_conv_infer)
+def kpu_conv(x, weights, bn, act_table, *, layers, in_map, out_map, **_info):
+    """Run the KPU layers on a scratch AI SRAM: input map at 0, output map right after."""
+    from ..targets.k210.emulator import run_layer
+    from ..targets.k210.encode import KpuLayer
+    from ..targets.k210.layout import new_sram
+
+    sram = new_sram()
+    in_bytes = _fmap_bytes(*in_map)
+    out_bytes = _fmap_bytes(*out_map)
+    x = np.asarray(x, np.uint8).reshape(-1)
+    sram[:in_bytes] = x[:in_bytes]
+    weights = np.asarray(weights, np.uint8).reshape(-1)
+    bn = np.asarray(bn, np.uint64).reshape(-1)
+    act_table = np.asarray(act_table, np.uint64).reshape(-1)
+    for i, lay in enumerate(layers):
+        L = KpuLayer.from_words(np.asarray(lay["words"], np.uint64))
+        L = L.replace(image_src_addr=int(lay["in_offset"]) // 64,
+                      image_dst_addr=(in_bytes + int(lay["out_offset"])) // 64)
+        w0, nw = int(lay["w_offset"]), int(lay["w_bytes"])
+        b0, nb = int(lay["bn_offset"]), int(lay["channels"])
+        a0 = int(lay["act_index"]) * 18
+        run_layer(sram, L.to_words(), weights=weights[w0:w0 + nw], bn=bn[b0:b0 + nb], act=act_table[a0:a0 + 18])
+    return sram[in_bytes:in_bytes + out_bytes].copy()
