@@ -18,7 +18,7 @@ from npuc.ir import Graph
 from npuc.quant.qparams import quantize_multiplier
 from npuc.quant.quantize import QuantConfig, quantize_graph
 from npuc.runtime.interpreter import interpret
-from npuc.runtime.kernels.qconv import CL_MAX_PIXELS, QConvGemm
+from npuc.runtime.kernels.qconv import CL_MAX_PIXELS, QConvDepthwiseVNNI, QConvGemm
 
 RNG = np.random.default_rng(20240611)
 
@@ -101,15 +101,29 @@ CONV_CASES = [
     (8, 8, 21, 22, 3, 8, 2, 1, 1),      # depthwise stride 2: de-interleaving window fill
     (6, 6, 8, 8, 3, 6, 1, 1, 1),        # depthwise, 64 output pixels: channels-last
     (6, 6, 12, 12, 5, 6, 1, 2, 2),      # depthwise 5x5 dilated
+    (5, 5, 17, 19, 5, 5, 1, 2, 1),      # depthwise 5x5 (two tap quads per row)
+    (4, 4, 43, 41, (3, 2), 4, 4, (1, 0, 2, 1), 1),   # depthwise stride 4, asymmetric
     (4, 6, 12, 12, 3, 1, 1, 2, 2),      # dilated
     (3, 5, 11, 13, (2, 3), 1, (2, 1), (1, 0, 0, 2), 1),  # asymmetric everything
 ]
 
 
-def _conv_kernel(group, c, m, out_shape) -> str:
-    if group == c == m:
-        return "qconv_depthwise_cl" if int(np.prod(out_shape[2:])) <= CL_MAX_PIXELS else "qconv_depthwise"
-    return "qconv_gemm"
+def _conv_kernel(node, vnni: bool) -> str:
+    """The QConv kernel the lowering must choose for ``node`` (``vnni``: the VNNI depthwise
+    kernel is enabled)."""
+    x, w = node.inputs[0], node.inputs[1]
+    c, m, group = x.shape[1], w.shape[0], int(node.attrs.get("group", 1))
+    if group != c or c != m:
+        return "qconv_gemm"
+    a = node.attrs
+    wc = w.const.astype(int) - np.asarray(a.get("w_zp", 0)).reshape(-1, 1, 1, 1)
+    strides, dil = list(a.get("strides") or [1, 1]), list(a.get("dilations") or [1, 1])
+    if int(np.prod(node.outputs[0].shape[2:])) <= CL_MAX_PIXELS:
+        return "qconv_depthwise_cl"
+    if (vnni and x.dtype.itemsize == 1 and strides[0] == strides[1] and strides[0] in (1, 2, 4) and dil == [1, 1]
+            and wc.min() >= -128 and wc.max() <= 127):
+        return "qconv_depthwise_vnni"
+    return "qconv_depthwise"
 
 
 @pytest.fixture(params=["quads", "pairs", "blas"])
@@ -118,6 +132,9 @@ def strategy(request, monkeypatch):
     pair micro-kernel, the float BLAS trick."""
     monkeypatch.setattr(QConvGemm, "use_quads", request.param == "quads")
     monkeypatch.setattr(QConvGemm, "use_pairs", request.param != "blas")
+    # depthwise: "quads" runs the VNNI kernel (generic code where the host lacks VNNI),
+    # "pairs" the float-window / channels-last kernels
+    monkeypatch.setattr(QConvDepthwiseVNNI, "enabled", request.param == "quads")
     return request.param
 
 
@@ -126,8 +143,8 @@ def strategy(request, monkeypatch):
                                                ("int8", "uint8", True), ("int16", "int8", True)])
 def test_qconv(case, xt, wt, per_channel, strategy):
     c, m, h, w, k, group, stride, pad, dil = case
-    if strategy != "pairs" and group == c == m:
-        pytest.skip("depthwise: one strategy")
+    if strategy == "blas" and group == c == m:
+        pytest.skip("depthwise: the BLAS strategy does not apply")
     kh, kw = (k, k) if isinstance(k, int) else k
     strides = [stride] * 2 if isinstance(stride, int) else list(stride)
     pads = [pad] * 4 if isinstance(pad, int) else list(pad)
@@ -145,7 +162,7 @@ def test_qconv(case, xt, wt, per_channel, strategy):
     attrs = _qconv_attrs("uint8" if xt == "uint8" else xt, m, x_zp=x_zp, w_zp=w_zp, scale=scale,
                          kernel_shape=[kh, kw], group=group, strides=strides, pads=pads, dilations=[dil] * 2)
     x = codes(xt, (2, c, h, w))
-    kern = _conv_kernel(group, c, m, one_node("QConv", [("x", xt, x.shape), wq, bias], attrs)().outputs[0].shape)
+    kern = _conv_kernel(one_node("QConv", [("x", xt, x.shape), wq, bias], attrs)().nodes[0], strategy == "quads")
     sess = check(one_node("QConv", [("x", xt, x.shape), wq, bias], attrs), {"x": x}, {"QConv": kern})
     if kern == "qconv_gemm":
         wc = wq.astype(int) - np.asarray(w_zp).reshape(-1, 1, 1, 1)
@@ -164,11 +181,10 @@ def test_qconv_fused_clamp_and_prelu(depthwise, strategy):
     kern = "qconv_gemm"
     for extra, size in (({"lo": 20, "hi": 200}, 10), ({"neg": slope}, 10), ({"neg": slope}, 6)):
         x = codes("uint8", (1, c, size, size))
-        if depthwise:
-            kern = "qconv_depthwise" if size * size > CL_MAX_PIXELS else "qconv_depthwise_cl"
         attrs = _qconv_attrs("uint8", m, x_zp=117, w_zp=[0] * m, scale=scale, group=group, pads=[1] * 4,
                              kernel_shape=[3, 3], **extra)
-        check(one_node("QConv", [("x", "uint8", x.shape), wq, None], attrs), {"x": x}, {"QConv": kern})
+        build = one_node("QConv", [("x", "uint8", x.shape), wq, None], attrs)
+        check(build, {"x": x}, {"QConv": _conv_kernel(build().nodes[0], strategy == "quads")})
 
 
 def test_qconv_chunked_and_float64_paths(monkeypatch):
@@ -429,8 +445,8 @@ def test_quantized_mobilenet_fast_and_exact(small_mobilenet, act_type):
     build = _quantized(model, samples[:2], act_type)
     sess = check(build, samples[2])
     kernels = {o.kernel for o in sess.program.ops}
-    assert {"qconv_gemm", "qconv_depthwise", "qconv_depthwise_cl", "qadd", "qmean", "qgemm", "quantize_linear",
-            "dequantize_linear"} <= kernels, kernels
+    assert {"qconv_gemm", "qadd", "qmean", "qgemm", "quantize_linear", "dequantize_linear"} <= kernels, kernels
+    assert kernels & {"qconv_depthwise_vnni", "qconv_depthwise", "qconv_depthwise_cl"}, kernels
     sess.run(samples[2])
     peak = _peak_bytes(sess._run_steps)
     assert peak < 4096, f"the integer kernels allocated {peak} bytes during one inference"
@@ -456,7 +472,8 @@ def test_quantized_cnn_allocates_nothing():
     build = _quantized(model, x[:2], "uint8")
     sess = check(build, x[2], float_rtol=1e-6)   # the float Softmax after the last DequantizeLinear
     kernels = {o.kernel for o in sess.program.ops}
-    assert {"qconv_gemm", "qconv_depthwise", "maxpool_int", "qconcat", "qadd"} <= kernels, kernels
+    assert {"qconv_gemm", "maxpool_int", "qconcat", "qadd"} <= kernels, kernels
+    assert kernels & {"qconv_depthwise_vnni", "qconv_depthwise", "qconv_depthwise_cl"}, kernels
     for _ in range(2):
         sess.run(x[2])
     peak = _peak_bytes(sess._run_steps)

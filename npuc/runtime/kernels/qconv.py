@@ -160,6 +160,107 @@ class _QConvBase(Kernel):
 CL_MAX_PIXELS = 64
 
 
+def _dw_vnni_layout(x_shape, g, oh: int, ow: int) -> dict:
+    """Byte-plane layout of :func:`~.qloops.qdepthwise_vnni` for geometry ``g``."""
+    kh, kw, sh, _sw, _dh, _dw, _pt, _pl = g
+    s = sh
+    ntq = -(-kw // 4)
+    gw = 64 // s
+    if s == 1:      # one flat stream over the whole plane
+        wp = ow + kw - 1
+        hp = oh + kh - 1
+        nrows, wo = 1, wp
+        gpr = -(-(oh * wp) // gw)
+        acc = gpr * gw
+        last = s * gpr * gw
+    else:           # one stream per output row
+        wp = s * (ow - 1) + 4 * ntq
+        hp = s * (oh - 1) + kh
+        gpr = -(-ow // gw)
+        nrows, wo = oh, gpr * gw
+        acc = oh * wo
+        last = (oh - 1) * s * wp + s * gpr * gw
+    plane = max(hp * wp, last + (kh - 1) * wp + 4 * ntq) + 128
+    return {"s": s, "ntq": ntq, "wp": wp, "hp": hp, "wo": wo, "nrows": nrows, "gpr": gpr, "acc": acc,
+            "plane": plane, "stage": max(acc, oh * wo)}
+
+
+@register_kernel
+class QConvDepthwiseVNNI(_QConvBase):
+    """Depthwise conv on uint8 codes with ``vpdpbusd`` (hosts with AVX-512 VNNI, 8-bit
+    activations, ``w − w_zp`` within int8, equal strides 1/2/4, no dilation): see
+    :func:`~.qloops.qdepthwise_vnni`. Weights packed ``(C, KH, ⌈KW/4⌉)`` int32 quads; the
+    zero point enters as the bias correction ``−x_zp·Σ w'`` (int8 codes + 128 as uint8)."""
+
+    name = "qconv_depthwise_vnni"
+    #: None: when the host has AVX-512 VNNI; True: always (tests); False: never
+    enabled = None
+
+    def supports(self, node) -> bool:
+        if not QConvDepthwise.supports(QCONV_DW, node):
+            return False
+        on = self.enabled
+        if on is None:
+            from .qloops import host_has_vnni
+
+            on = host_has_vnni()
+        x = node.inputs[0]
+        if not on or x.rank != 4 or x.dtype.itemsize != 1:
+            return False
+        if int(np.prod(node.outputs[0].shape[2:])) <= CL_MAX_PIXELS:
+            return False    # small maps: channels-last is faster (measured)
+        g, _ = _geometry(x.shape, node.inputs[1].shape, node.attrs)
+        kh, kw, sh, sw, dh, dw = g[:6]
+        if sh != sw or sh not in (1, 2, 4) or dh != 1 or dw != 1 or kw > 16:
+            return False
+        wc = _centered_weights(node.inputs[1].const, node.attrs.get("w_zp", 0), 0)
+        return int(wc.min()) >= -128 and int(wc.max()) <= 127
+
+    def prepare(self, node) -> Prepared:
+        x, w = node.inputs[0], node.inputs[1]
+        g, (oh, ow) = _geometry(x.shape, w.shape, node.attrs)
+        kh, kw = g[0], g[1]
+        lay = _dw_vnni_layout(x.shape, g, oh, ow)
+        c = w.shape[0]
+        wc = _centered_weights(w.const, node.attrs.get("w_zp", 0), 0).reshape(c, kh, kw)
+        ntq = lay["ntq"]
+        wq = np.zeros((c, kh, 4 * ntq), np.int8)
+        wq[:, :, :kw] = wc
+        zx = int(np.asarray(node.attrs.get("x_zp", 0)).reshape(-1)[0])
+        zu = zx if x.dtype == np.uint8 else zx + 128
+        out_dt = node.outputs[0].dtype
+        scratch = carve_bytes([(np.uint8, (lay["plane"],)), (np.int32, (lay["acc"],)), (out_dt, (lay["stage"],))])
+        attrs = {"qconv_geometry": g, "qconv_dw_layout": [lay[k] for k in ("s", "ntq", "wp", "hp", "wo", "nrows", "gpr",
+                                                                             "acc", "plane", "stage")],
+                 "qconv_dw_zero": [zu, 0 if x.dtype == np.uint8 else -128],
+                 "qconv_bias_corr": (-zu * wc.reshape(c, -1).sum(axis=1)).astype(np.int64).tolist()}
+        packed = {1: np.ascontiguousarray(wq).view(np.int32).reshape(-1), **_pack_bias(node, c)}
+        return Prepared(packed=packed, attrs=attrs, scratch=scratch)
+
+    def build(self, b: Binding):
+        kh, kw, sh, sw, dh, dw, pt, pl = (int(v) for v in b.attrs["qconv_geometry"])
+        s, ntq, wp, hp, wo, nrows, gpr, nacc, nplane, nstage = (int(v) for v in b.attrs["qconv_dw_layout"])
+        zu, zsub = (int(v) for v in b.attrs["qconv_dw_zero"])
+        ins = ro_inputs(b)
+        x, out, wq = ins[0], b.outputs[0], ins[1]
+        n, c, h, wd = x.shape
+        oh, ow = out.shape[2:]
+        plane, acc, stage = carve(b.scratch, [(np.uint8, (nplane,)), (np.int32, (nacc,)), (out.dtype, (nstage,))])
+        bias = ro(_bias(b, c) + np.asarray(b.attrs["qconv_bias_corr"], np.int64))
+        m, r, sft, nm, nr, nn, has_neg = _epilogue_params(b.attrs, c)
+        zp, lo, hi = int(b.attrs.get("y_zp", 0)), int(b.attrs["act_min"]), int(b.attrs["act_max"])
+        xf, of = x.reshape(-1), out.reshape(-1)
+        f = jit("qdepthwise_vnni")
+        args = (xf, of, plane, acc, stage, wq, zsub, zu, n, c, h, wd, oh, ow, kh, ntq, s, pt, pl, wp, hp, wo, nrows, gpr,
+                bias, m, r, sft, nm, nr, nn, has_neg, zp, lo, hi)
+
+        def run():
+            f(*args)
+        return run
+
+
+
+
 @register_kernel
 class QConvDepthwiseCL(_QConvBase):
     """Depthwise conv on small outputs, vectorized across channels (see

@@ -626,6 +626,172 @@ def qwindow(x, out, w, z, padv, buf, acc, stage, N, C, H, W, OH, OW, KH, KW, sh,
                     out[ob + t] = stage[ab + t]
 
 
+def qdepthwise_vnni(x, out, plane, acc, stage, wq, z, zu, N, C, H, W, OH, OW, KH, ntq, s, pt, pl, Wp, Hp, Wo,
+                    nrows, gpr, bias, mult, rnd, shift, negm, negr, negn, has_neg, zp, lo, hi):
+    """Depthwise conv (stride ``s`` in 1, 2, 4 both ways, no dilation) on uint8 codes with
+    ``vpdpbusd``: per channel, the input (``x − z`` as uint8 codes, the zero point ``zu`` as
+    padding) is laid out as a byte plane ``(Hp, Wp)``; output ``(oh, ow)`` reads, for kernel
+    row ``i`` and tap quad ``t``, the 4 bytes at ``(oh·s + i)·Wp + s·ow + 4t`` — one int32 —
+    against the weight quad ``wq[c, i·ntq + t]`` (int8 taps ``4t .. 4t+3`` of the row,
+    zero-padded). :func:`_dwk` does ``16·(4/s)`` consecutive outputs of a row per call, in
+    registers, into ``acc`` rows of pitch ``Wo`` (stride 1: one flat row over the whole plane,
+    ``Wo = Wp``, columns ``ow ≥ OW`` junk; else ``nrows = OH`` rows of ``gpr`` calls). Then
+    ``acc + bias[c]`` (the bias already holds ``−zu·Σ w``) is requantized into ``stage`` and
+    the valid columns are copied to ``out``."""
+    L = OH * Wo
+    for n in range(N):
+        for c in range(C):
+            nc = n * C + c
+            # the byte plane
+            for r in range(Hp):
+                ih = r - pt
+                rb = max(r * Wp, 0)
+                if ih < 0 or ih >= H:
+                    for t in range(Wp):
+                        plane[rb + t] = zu
+                else:
+                    src = max((nc * H + ih) * W, 0)
+                    lo_ = min(pl, Wp)
+                    for t in range(lo_):
+                        plane[rb + t] = zu
+                    cnt = min(W, Wp - lo_)
+                    d = max(rb + lo_, 0)
+                    for t in range(cnt):
+                        plane[d + t] = x[src + t] - z
+                    e = max(rb + lo_ + cnt, 0)
+                    for t in range(Wp - lo_ - cnt):
+                        plane[e + t] = zu
+            wb = max(c * KH * ntq, 0)
+            gw = 64 // s
+            for orow in range(nrows):
+                pb = orow * s * Wp
+                ab = orow * Wo
+                for g in range(gpr):
+                    _dwk(plane, acc, wq, wb, pb, ab, g * gw, s, Wp, KH, ntq)
+            b = bias[c]
+            m = mult[c]
+            rr = rnd[c]
+            sft = shift[c]
+            if has_neg:
+                nm = negm[c]
+                nr = negr[c]
+                nn = negn[c]
+                for q in range(L):
+                    v = np.int64(acc[q]) + b
+                    if v >= 0:
+                        stage[q] = _rq(v, m, rr, sft, zp, lo, hi)
+                    else:
+                        stage[q] = _rq(v, nm, nr, nn, zp, lo, hi)
+            else:
+                for q in range(L):
+                    stage[q] = _rq(np.int64(acc[q]) + b, m, rr, sft, zp, lo, hi)
+            for oh in range(OH):
+                ab = max(oh * Wo, 0)
+                ob = max((nc * OH + oh) * OW, 0)
+                for t in range(OW):
+                    out[ob + t] = stage[ab + t]
+
+
+def _make_dwk():
+    """``_dwk(plane, acc, wq, wb, pb, ab, q0, s, Wp, KH, ntq)``: outputs ``q0 .. q0 + 16·G − 1``
+    of the row starting at plane byte ``pb`` (``G = 4 / s`` phases of 16 int32 lanes: lane l of
+    phase r is output ``q0 + r + l·G``, reading the int32 at byte ``pb + s·q + i·Wp + 4t``) of
+    :func:`qdepthwise_vnni` — one ``vpdpbusd`` per phase, kernel row and tap quad — then the
+    phases are interleaved back into output order and stored at ``acc[ab + q0:]``. Generic IR
+    (correct, slow) without AVX-512 VNNI. ``s`` is 1, 2 or 4 (a branch per value)."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    use_vnni = host_has_vnni()
+
+    @intrinsic
+    def dwk(typingctx, plane, acc, wq, wb, pb, ab, q0, s, wp, kh, ntq):
+        sig = types.void(plane, acc, wq, wb, pb, ab, q0, s, wp, kh, ntq)
+
+        def codegen(context, builder, signature, args):
+            planev, accv, wqv, wbv, pbv, abv, q0v, sv, wpv, khv, ntqv = args
+            st = signature.args
+            pp = context.make_array(st[0])(context, builder, planev).data
+            ap = context.make_array(st[1])(context, builder, accv).data
+            wpp = context.make_array(st[2])(context, builder, wqv).data
+            i8, i32, i64 = ir.IntType(8), ir.IntType(32), ir.IntType(64)
+            v16 = ir.VectorType(i32, 16)
+            b64, w64 = ir.VectorType(i8, 64), ir.VectorType(i32, 64)
+            lanes = [ir.Constant(v16, [4 * i + j for i in range(16)]) for j in range(4)]
+            if use_vnni:
+                fnty = ir.FunctionType(v16, [v16, v16, v16])
+                try:
+                    vnni = builder.module.get_global("llvm.x86.avx512.vpdpbusd.512")
+                except KeyError:
+                    vnni = ir.Function(builder.module, fnty, "llvm.x86.avx512.vpdpbusd.512")
+
+            def dot(a, xa, wb_):
+                if use_vnni:
+                    return builder.call(vnni, [a, xa, wb_])
+                pa = builder.zext(builder.bitcast(xa, b64), w64)
+                pb = builder.sext(builder.bitcast(wb_, b64), w64)
+                prod = builder.mul(pa, pb)
+                parts = [builder.shuffle_vector(prod, prod, lanes[j]) for j in range(4)]
+                return builder.add(a, builder.add(builder.add(parts[0], parts[1]), builder.add(parts[2], parts[3])))
+
+            def interleave(a, b, n):
+                mask = ir.Constant(ir.VectorType(i32, 2 * n), [v for k in range(n) for v in (k, n + k)])
+                return builder.shuffle_vector(a, b, mask)
+
+            def body(G, sval):
+                with builder.goto_block(builder.function.entry_basic_block):
+                    accs = [builder.alloca(v16) for _ in range(G)]
+                for a in accs:
+                    builder.store(ir.Constant(v16, None), a)
+                base = builder.add(pbv, builder.mul(q0v, ir.Constant(i64, sval)))
+                with cgutils.for_range(builder, khv) as li:
+                    rowb = builder.add(base, builder.mul(li.index, wpv))
+                    with cgutils.for_range(builder, ntqv) as lt:
+                        widx = builder.add(wbv, builder.add(builder.mul(li.index, ntqv), lt.index))
+                        wsc = builder.load(builder.gep(wpp, [widx]))
+                        wb_ = builder.insert_element(ir.Constant(v16, ir.Undefined), wsc, ir.Constant(i32, 0))
+                        wb_ = builder.shuffle_vector(wb_, ir.Constant(v16, ir.Undefined), ir.Constant(v16, None))
+                        tb = builder.add(rowb, builder.mul(lt.index, ir.Constant(i64, 4)))
+                        for r in range(G):
+                            ptr = builder.gep(pp, [builder.add(tb, ir.Constant(i64, r * sval))])
+                            xv = builder.load(builder.bitcast(ptr, v16.as_pointer()), align=1)
+                            builder.store(dot(builder.load(accs[r]), xv, wb_), accs[r])
+                ph = [builder.load(a) for a in accs]
+                if G == 4:
+                    vals = interleave(interleave(ph[0], ph[2], 16), interleave(ph[1], ph[3], 16), 32)
+                    vt = ir.VectorType(i32, 64)
+                elif G == 2:
+                    vals = interleave(ph[0], ph[1], 16)
+                    vt = ir.VectorType(i32, 32)
+                else:
+                    vals, vt = ph[0], v16
+                dst = builder.bitcast(builder.gep(ap, [builder.add(abv, q0v)]), vt.as_pointer())
+                builder.store(vals, dst, align=4)
+
+            is1 = builder.icmp_signed("==", sv, ir.Constant(i64, 1))
+            with builder.if_else(is1) as (then1, other1):
+                with then1:
+                    body(4, 1)
+                with other1:
+                    is2 = builder.icmp_signed("==", sv, ir.Constant(i64, 2))
+                    with builder.if_else(is2) as (then2, other2):
+                        with then2:
+                            body(2, 2)
+                        with other2:
+                            body(1, 4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return dwk
+
+
+def _dwk(*args):  # replaced by the intrinsic of _make_dwk()
+    raise RuntimeError("qloops._dwk is only callable from compiled loops")
+
+
 def qdepthwise_cl(x, out, w, z, xt, ot, stage, C, H, W, OH, OW, KH, KW, sh, sw, dh, dw, pt, pl,
                   bias, mult, rnd, shift, negm, negr, negn, has_neg, zp, lo, hi):
     """Depthwise conv of one image on a small feature map, vectorized across channels:
@@ -904,7 +1070,7 @@ def qlut16_ip(x, table, qmin):
 # --------------------------------------------------------------------------- lazy jit
 _SOURCES: dict[str, Callable] = {f.__name__: f for f in (
     center, qim2col, center_pairs, qgemm_pairs, center_quads, qim2col_planes, qgemm_quads,
-    qdepthwise_cl, qepi_rows, qepi_cols, qepi_flat, qwindow, global_max_int, qadd_flat, qadd_4d, qmul_flat,
+    qdepthwise_cl, qdepthwise_vnni, qepi_rows, qepi_cols, qepi_flat, qwindow, global_max_int, qadd_flat, qadd_4d, qmul_flat,
     qmul_4d, requant_rows, qmean, qprelu, qlut8, qlut16, quantize_lin, quantize_lin16, dequantize_lin, qadd_flat_ip,
     qmul_flat_ip, requant_ip, qprelu_ip, qlut8_ip, qlut16_ip)}
 _HELPERS = ("_rq", "_tapoff", "_qfill", "_tile_epilogue")
@@ -924,6 +1090,7 @@ def jit(name: str) -> Callable:
         if not hasattr(g["_mk"], "_defn"):
             g["_mk"] = _make_mk(2)
             g["_mk4"] = _make_mk(4)
+            g["_dwk"] = _make_dwk()
         f = numba.njit(cache=True, nogil=True, error_model="numpy")(_SOURCES[name])
         _JITTED[name] = f
     return f
