@@ -32,10 +32,14 @@ bias`` → requantize with the channel's ``m``/``n`` (``neg_multiplier``/``neg_s
 negative accumulators of a fused PRelu) → clamp ``[act_min, act_max]`` → store into the
 output view. A 1×1/stride 1/unpadded conv skips the patch matrix (its input, repacked, is it).
 
-* ``qconv_depthwise`` (group = C = M): a direct numba kernel (the stride-phase window loop
-  of the float depthwise conv, on ``x − x_zp`` in float32/float64 — exact by the bound
-  above), each channel requantized as soon as it is finished; ``qconv_depthwise_cl`` on
-  small outputs (≤ 64 pixels): channels-last, vectorized across channels.
+* depthwise (group = C = M): ``qconv_depthwise_cl`` on small outputs (≤ 64 pixels):
+  channels-last, vectorized across channels; ``qconv_depthwise_vnni`` (AVX-512 VNNI, 8-bit,
+  equal strides 1/2/4, no dilation): per channel a byte plane of uint8 codes padded with the
+  zero point, each kernel row's taps read as one unaligned int32 per output and multiplied by
+  the row's int8 weight quad with ``vpdpbusd`` (strides become lane phases, interleaved back
+  in registers); otherwise ``qconv_depthwise``: the stride-phase window loop of the float
+  depthwise conv on ``x − x_zp`` in float32/float64 (exact by the bound above). Each channel
+  is requantized as soon as it is finished.
 * ``qgemm``: ``A (M, K)`` activations centered into scratch, ``B' = B − b_zp`` packed per
   chunk, the BLAS trick.
 * ``qmatmul``: two activations; chunks of ``⌊2^24 / (A_a·A_b)⌋`` along K, or float64.
