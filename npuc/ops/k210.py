@@ -7,8 +7,9 @@ the ``C × Hm × Wm`` map (uploads pad a tensor to the geometry a layer needs; a
 convolution leaves junk rows around its window). The k210 lowering
 (:mod:`npuc.targets.k210.lower`) creates these ops after quantization.
 
-* ``KpuUpload(x)``: the CPU tensor ``x`` (uint8, ``C·H·W`` elements, NCHW order) into a
-  ``C × Hm × Wm`` map, at ``window``, every other pixel of the map = ``pad_value``.
+* ``KpuUpload(x)``: the CPU tensor ``x`` (uint8, ``C·H·W`` elements, NCHW order; or rows
+  ``[r0, r1)`` of it, a row tile) into a ``C × Hm × Wm`` map, at ``window``, every other
+  pixel of the map = ``pad_value``.
 * ``KpuDownload(m)``: the window of map ``m`` back into a CPU tensor of ``out_shape``.
 * ``KpuConv(x, weights, bn, act)``: one or more KPU layers (``layers``: the hardware's
   twelve register words each, plus where the layer reads and writes inside the input /
@@ -35,13 +36,24 @@ def _fmap_bytes(c: int, h: int, w: int) -> int:
     return fmap_bytes(int(c), int(h), int(w))
 
 
+def _source_rows(x_shape, chw, rows):
+    """(rows of the CPU tensor, first row taken): the whole tensor, or rows ``[r0, r1)`` of
+    an NCHW tensor (a row tile)."""
+    c, h, w = (int(d) for d in chw)
+    r0, r1 = (int(d) for d in rows)
+    if r1 <= r0:
+        return h, 0
+    return int(x_shape[-2]), r0
+
+
 def _upload_infer(ctx: InferContext):
     c, h, w = (int(d) for d in ctx.attrs["chw"])
     hm, wm = (int(d) for d in ctx.attrs["map"])
     y0, x0 = (int(d) for d in ctx.attrs["window"])
     n = int(np.prod(ctx.shape(0))) if ctx.shape(0) else 1
-    if n != c * h * w:
-        raise ctx.fail(f"input has {n} elements, the map window is {c}x{h}x{w}")
+    hs, r0 = _source_rows(ctx.shape(0), ctx.attrs["chw"], ctx.attrs["rows"])
+    if n != c * hs * w or r0 + h > hs:
+        raise ctx.fail(f"input {list(ctx.shape(0))} does not hold the {c}x{h}x{w} window (rows from {r0})")
     if ctx.dtype(0) != np.uint8:
         raise ctx.fail(f"only uint8 tensors go to AI SRAM, got {ctx.dtype(0)}")
     if y0 < 0 or x0 < 0 or y0 + h > hm or x0 + w > wm:
@@ -49,17 +61,19 @@ def _upload_infer(ctx: InferContext):
     return [(np.dtype(np.uint8), (_fmap_bytes(c, hm, wm),))]
 
 
-@register("KpuUpload", attrs={"chw": REQUIRED, "map": REQUIRED, "window": [0, 0], "pad_value": 0},
-          infer=_upload_infer)
-def kpu_upload(x, *, chw, map, window, pad_value):
-    """CPU tensor → AI SRAM row layout, padded to the ``map`` geometry with ``pad_value``."""
+@register("KpuUpload", attrs={"chw": REQUIRED, "map": REQUIRED, "window": [0, 0], "pad_value": 0,
+                              "rows": [0, 0]}, infer=_upload_infer)
+def kpu_upload(x, *, chw, map, window, pad_value, rows):
+    """CPU tensor (or its rows ``[r0, r1)``: a row tile) → AI SRAM row layout, padded to the
+    ``map`` geometry with ``pad_value``."""
     from ..targets.k210.layout import to_rows
 
     c, h, w = (int(d) for d in chw)
     hm, wm = (int(d) for d in map)
     y0, x0 = (int(d) for d in window)
+    hs, r0 = _source_rows(np.shape(x), chw, rows)
     full = np.full((c, hm, wm), int(pad_value), np.uint8)
-    full[:, y0:y0 + h, x0:x0 + w] = np.asarray(x, np.uint8).reshape(c, h, w)
+    full[:, y0:y0 + h, x0:x0 + w] = np.asarray(x, np.uint8).reshape(c, hs, w)[:, r0:r0 + h]
     return to_rows(full)
 
 
@@ -96,7 +110,8 @@ def _conv_infer(ctx: InferContext):
 
 
 @register("KpuConv", attrs={"layers": REQUIRED, "in_map": REQUIRED, "out_map": REQUIRED, "kernel": 3,
-                            "stride": 1, "depthwise": 0, "pool": "none", "act": "Identity", "fused": None},
+                            "stride": 1, "depthwise": 0, "pool": "none", "act": "Identity", "fused": None,
+                            "row_tile": None},
           inputs=4, infer=_conv_infer)
 def kpu_conv(x, weights, bn, act_table, *, layers, in_map, out_map, **_info):
     """Run the KPU layers on a scratch AI SRAM: input map at 0, output map right after."""

@@ -104,7 +104,12 @@ class KpuUploadKernel(Kernel):
         hm, wm = (int(d) for d in b.attrs["map"])
         y0, x0 = (int(d) for d in b.attrs["window"])
         pad = np.uint8(int(b.attrs["pad_value"]))
-        src = b.inputs[0].reshape(c, h, w)
+        r0, r1 = (int(d) for d in b.attrs.get("rows", [0, 0]))
+        if r1 > r0:     # a row tile of an NCHW tensor
+            x = b.inputs[0]
+            src = x.reshape(c, x.shape[-2], w)[:, r0:r1]
+        else:
+            src = b.inputs[0].reshape(c, h, w)
         views = map_view(b.outputs[0].reshape(-1), 0, c, hm, wm)
         g = row_layout(wm).groups
         full = (h, w) == (hm, wm)

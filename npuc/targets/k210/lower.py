@@ -57,6 +57,8 @@ log = logging.getLogger(__name__)
 
 KPU_OPS = ("KpuConv", "KpuUpload", "KpuDownload")
 W_ZERO_POINT = 128            #: int8 symmetric weights w become uint8 w + 128 on the KPU
+TILE_ABOVE_BYTES = 2 * 1024 * 1024   #: a layer whose input + output maps exceed this is row-tiled
+TILE_BYTES = 1024 * 1024             #: input + output maps of one row tile at most
 
 
 class MainSramError(NpucError):
@@ -187,6 +189,7 @@ class ConvSpec:
     act_max: int
     alpha: float | None                      # leaky slope fused by the quantizer
     gemm: bool = False
+    act_spec: dict | None = None             # a fused lookup-table activation (sigmoid, swish...)
 
     @property
     def macs(self) -> int:
@@ -303,6 +306,41 @@ def gemm_spec(n: Node) -> ConvSpec | str:
                     int(at["act_min"]), int(at["act_max"]), alpha, gemm=True)
 
 
+#: activations a QLut may stand for, with the attribute variants exporters write
+_LUT_CANDIDATES = (("Sigmoid", {}), ("Swish", {}), ("HardSwish", {}), ("Tanh", {}),
+                   ("HardSigmoid", {"alpha": 0.2, "beta": 0.5}), ("HardSigmoid", {"alpha": 1 / 6, "beta": 0.5}),
+                   ("Gelu", {}), ("Gelu", {"approximate": "tanh"}), ("Mish", {}), ("Elu", {}), ("Softplus", {}),
+                   ("Selu", {}), ("Celu", {}), ("Softsign", {}))
+
+
+def identify_lut(n: Node) -> dict | None:
+    """The activation an 8-bit ``QLut`` tabulates, when its table is exactly the quantized
+    graph's table of a registry activation (as the quantize pass builds it), else None."""
+    from ...ops.registry import get_op
+    from ...quant.qparams import QParams, QType, dequantize, quantize
+
+    x, y = n.inputs[0], n.outputs[0]
+    if x.dtype != np.uint8 or y.dtype != np.uint8:
+        return None
+    qx, qy = _scalar_q(x), _scalar_q(y)
+    if qx is None or qy is None:
+        return None
+    table = np.asarray(n.attrs["table"], np.int64).reshape(-1)
+    if table.size != 256:
+        return None
+    px = QParams(np.asarray(qx[0], np.float32), np.asarray(qx[1], np.int64), QType.UINT8)
+    py = QParams(np.asarray(qy[0], np.float32), np.asarray(qy[1], np.int64), QType.UINT8)
+    xs = dequantize(np.arange(256).astype(np.uint8), px).astype(np.float32)
+    for op, attrs in _LUT_CANDIDATES:
+        d = get_op(op)
+        full = d.normalize_attrs(attrs)
+        with np.errstate(all="ignore"):
+            ys = d.run([xs], full)[0]
+        if np.array_equal(quantize(ys, py).astype(np.int64), table):
+            return {"op": op, **{k: v for k, v in full.items()}}
+    return None
+
+
 def split_channels(spec: ConvSpec) -> list[tuple[int, int]]:
     """Output-channel ranges of the hardware layers: ≤ 1024 channels and ≤ 64 weight loads
     of ≤ 30 KiB each; every range but the last a multiple of 4 (a row group of any width)."""
@@ -321,6 +359,8 @@ def split_channels(spec: ConvSpec) -> list[tuple[int, int]]:
 def _activation(spec: ConvSpec, lo: int, hi: int):
     """The fused activation in real units for :func:`make_kpu_layer`."""
     s_y, z_y = spec.y_q
+    if spec.act_spec is not None:
+        return dict(spec.act_spec)
     if spec.alpha is not None:
         return {"op": "LeakyRelu", "alpha": float(spec.alpha)}
     act = {}
@@ -496,7 +536,9 @@ class K210Lowering:
             u = self._single_user(v)
             if u is None or u.op in seen:
                 break
-            if u.op == "Clip" and u.inputs[0] is v and u.outputs[0].dtype == np.uint8 and all(
+            if u.op == "QLut" and not chain and self._lut_ok(n) and identify_lut(u) is not None:
+                chain.append(u)
+            elif u.op == "Clip" and u.inputs[0] is v and u.outputs[0].dtype == np.uint8 and not chain and all(
                     x is None or x.is_const for x in u.inputs[1:]):
                 chain.append(u)
             elif u.op == "MaxPool" and u.outputs[0].dtype == np.uint8 and len(u.outputs) == 1 \
@@ -507,6 +549,12 @@ class K210Lowering:
             seen.add(u.op)
             v = u.outputs[0]
         return chain
+
+    @staticmethod
+    def _lut_ok(n: Node) -> bool:
+        """A table activation can replace the layer's own only when that is the identity."""
+        a = n.attrs
+        return a.get("neg_multiplier") is None and int(a["act_min"]) == 0 and int(a["act_max"]) == 255
 
     @staticmethod
     def _pool_size(u: Node) -> int:
@@ -534,7 +582,7 @@ class K210Lowering:
             tries.append(self._pool_size(pool_node))
         tries.append(1)
         for ps in tries:
-            fused = chain if ps > 1 else [u for u in chain[:1] if u.op == "Clip"]
+            fused = chain if ps > 1 else [u for u in chain[:1] if u.op in ("Clip", "QLut")]
             rows = cols = None
             plan = None
             if km is not None and _in_limits(km.rows, False) and _in_limits(km.cols, True):
@@ -566,7 +614,7 @@ class K210Lowering:
                 f"and {MIN_IN_WIDTH}..{MAX_IN_WIDTH} columns)" if max(in_h, spec.h) <= MAX_IN_HEIGHT
                 and max(in_w, spec.w) <= MAX_IN_WIDTH else
                 f"input {spec.h}x{spec.w} exceeds the KPU's {MAX_IN_HEIGHT} rows x {MAX_IN_WIDTH} columns "
-                "(row tiling is not implemented)")
+                "in one layer")
 
     @staticmethod
     def _kpu_pool(stride: int, ps: int, off: int) -> KpuPool:
@@ -606,14 +654,30 @@ class K210Lowering:
         return None
 
     # ------------------------------------------------------------------ emit
+    def _with_lut(self, spec: ConvSpec, fused: list) -> ConvSpec:
+        lut = next((u for u in fused if u.op == "QLut"), None)
+        if lut is None:
+            return spec
+        import dataclasses   # the table's activation, straight to the table's output scale
+
+        return dataclasses.replace(spec, act_spec=identify_lut(lut), y_q=_scalar_q(lut.outputs[0]))
+
     def try_kpu(self, n: Node) -> str | None:
         spec = conv_spec(n) if n.op == "QConv" else gemm_spec(n)
         if isinstance(spec, str):
             return spec
         plan = self.plan(n, spec)
         if isinstance(plan, str):
-            return plan
+            if spec.gemm or not plan.startswith("input"):
+                return plan
+            return self.try_tiled(n, spec, plan)
+        in_hw = plan.src_map.hw if plan.src_map is not None else (plan.upload[0].size, plan.upload[1].size)
+        if fmap_bytes(spec.c, *in_hw) + fmap_bytes(spec.m, plan.rows.size, plan.cols.size) > TILE_ABOVE_BYTES \
+                and not spec.gemm:
+            return self.try_tiled(n, spec, f"input and output maps need more than {TILE_ABOVE_BYTES:,} bytes "
+                                           "of AI SRAM")
         out_v = plan.fused[-1].outputs[0] if plan.fused else n.outputs[0]
+        spec = self._with_lut(spec, plan.fused)
         why = self._cost_check(n, spec, plan, out_v)
         if why:
             return why
@@ -638,7 +702,7 @@ class K210Lowering:
         wv = self.g.add_const(f"{n.name}/kpu_weights", wts)
         bv = self.g.add_const(f"{n.name}/kpu_bn", bn)
         av = self.g.add_const(f"{n.name}/kpu_act", act)
-        act_name = "LeakyRelu" if spec.alpha is not None else (
+        act_name = spec.act_spec["op"] if spec.act_spec else "LeakyRelu" if spec.alpha is not None else (
             "Clip" if (plan.lo > 0 or plan.hi < 255) else "Identity")
         node = self.g.make_node(
             "KpuConv", [xin.value, wv, bv, av], name=self._name(n.name),
@@ -655,6 +719,119 @@ class K210Lowering:
         self.kpu[id(out_v)] = KMap(node.outputs[0], c, plan.rows, plan.cols)
         if any(u.op not in _LATER_KPU for u in out_v.users) or id(out_v) in self.outputs:
             self.cpu_value(out_v)      # download right away: the AI SRAM copy can die early
+        return None
+
+    def try_tiled(self, n: Node, spec: ConvSpec, why: str) -> str | None:
+        """Row tiles with halos: each tile of output rows is its own KPU layer on an upload of
+        the input rows it reads (plus explicit padding at the image border); the tiles come
+        back to the CPU and are concatenated. For maps taller than 256 rows, or layers whose
+        input + output maps do not fit AI SRAM together."""
+        import dataclasses
+
+        pt, pl, pb, pr = spec.pads
+        k, s = spec.k, spec.stride
+        chain = self._fusable_chain(n)
+        pool_node = next((u for u in chain if u.op == "MaxPool"), None)
+        ps = self._pool_size(pool_node) if (pool_node is not None and s == 1) else 1
+        fused = chain if ps > 1 else [u for u in chain[:1] if u.op in ("Clip", "QLut")]
+        cols = upload_axis(spec.w, k, s, pl, pr, ps, True)
+        if cols is None:
+            return f"{why}; no column geometry for row tiles (the KPU takes {MAX_IN_WIDTH} columns)"
+        col_ax, col_out, off = cols
+        conv_h = (spec.h + pt + pb - k) // s + 1
+        out_rows = conv_h // ps
+
+        def tiles(t_rows):
+            out = []
+            for o0 in range(0, out_rows, t_rows):
+                o1 = min(out_rows, o0 + t_rows)
+                a, b = o0 * ps, o1 * ps                      # conv output rows
+                ja, jb = a * s - pt, (b - 1) * s + k - pt    # input rows read [ja, jb)
+                r0, r1 = max(ja, 0), min(jb, spec.h)
+                ptop, pbot = max(0, -ja), max(0, jb - spec.h)
+                got = upload_axis(r1 - r0, k, s, ptop, pbot, ps, False)
+                if got is None:
+                    return None
+                row_ax, row_out, roff = got
+                if roff or row_out.n != o1 - o0:
+                    return None
+                ib = fmap_bytes(spec.c, row_ax.size, col_ax.size)
+                ob = fmap_bytes(spec.m, row_out.size, col_out.size)
+                if ib + ob > TILE_BYTES:
+                    return None
+                out.append((o0, o1, r0, r1, ptop, pbot, row_ax, row_out))
+            return out
+
+        plan_t = None
+        for t_rows in range(min(out_rows, MAX_IN_HEIGHT), 0, -1):
+            n_tiles = math.ceil(out_rows / t_rows)
+            t_even = math.ceil(out_rows / n_tiles)           # balanced tiles
+            plan_t = tiles(t_even) or tiles(t_rows)
+            if plan_t:
+                break
+        if not plan_t:
+            return f"{why}; no row tiling fits"
+        out_v = fused[-1].outputs[0] if fused else n.outputs[0]
+        spec = self._with_lut(spec, fused)
+        lo, hi = spec.act_min, spec.act_max
+        for u in fused:
+            if u.op == "Clip":
+                bl, bh = u.input(1), u.input(2)
+                lo = max(lo, int(np.asarray(bl.const).reshape(-1)[0])) if bl is not None else lo
+                hi = min(hi, int(np.asarray(bh.const).reshape(-1)[0])) if bh is not None else hi
+        pool = self._kpu_pool(s, ps, off)
+        parts = []
+        names = [n.name] + [u.name for u in fused]
+        x_cpu = self.cpu_value(n.inputs[0])
+        for i, (o0, o1, r0, r1, ptop, pbot, row_ax, row_out) in enumerate(plan_t):
+            tspec = dataclasses.replace(spec, h=r1 - r0, pads=(ptop, pl, pbot, pr))
+            try:
+                layers, wts, bn, act, fits = build_layers(tspec, (spec.c, row_ax.size, col_ax.size), pool, lo, hi)
+            except KpuError as e:
+                return f"{why}; KPU parameters out of range: {e}"
+            up = self.g.make_node("KpuUpload", [x_cpu], name=self._name(f"{n.inputs[0].name}/upload_rows{i}"),
+                                  attrs={"chw": [spec.c, r1 - r0, spec.w], "map": [row_ax.size, col_ax.size],
+                                         "window": [row_ax.start, col_ax.start], "pad_value": int(spec.x_q[1]),
+                                         "rows": [r0, r1]},
+                                  outputs=[f"{n.inputs[0].name}@kpu_rows{i}"])
+            up.outputs[0].quant = n.inputs[0].quant
+            self.reasons[up.name] = f"copies input rows {r0}..{r1 - 1} (a row tile with its halo) into AI SRAM"
+            sfx = f"/rows{i}" if len(plan_t) > 1 else ""
+            wv = self.g.add_const(f"{n.name}/kpu_weights{sfx}", wts)
+            bv = self.g.add_const(f"{n.name}/kpu_bn{sfx}", bn)
+            av = self.g.add_const(f"{n.name}/kpu_act{sfx}", act)
+            out_map = (spec.m, row_out.size, col_out.size)
+            conv = self.g.make_node(
+                "KpuConv", [up.outputs[0], wv, bv, av], name=self._name(f"{n.name}{sfx}"),
+                attrs={"layers": layers, "in_map": [spec.c, row_ax.size, col_ax.size], "out_map": list(out_map),
+                       "kernel": k, "stride": s, "depthwise": int(spec.depthwise), "pool": pool.name.lower(),
+                       "act": (spec.act_spec or {}).get("op") or ("LeakyRelu" if spec.alpha is not None else
+                                                                  "Clip" if (lo > 0 or hi < 255) else "Identity"),
+                       "fused": names, "row_tile": [o0, o1]},
+                outputs=[f"{out_v.name}@kpu_rows{i}"])
+            conv.outputs[0].quant = out_v.quant
+            self.sources[conv.name] = names
+            self.fit_errors[conv.name] = max(f.max_error for f in fits)
+            shape = list(out_v.shape)
+            shape[2] = o1 - o0
+            dn = self.g.make_node("KpuDownload", [conv.outputs[0]], name=self._name(f"{out_v.name}/download_rows{i}"),
+                                  attrs={"chw": [spec.m, o1 - o0, col_out.n], "map": [row_out.size, col_out.size],
+                                         "window": [row_out.start, col_out.start], "out_shape": shape},
+                                  outputs=[f"{out_v.name}@rows{i}"])
+            dn.outputs[0].quant = out_v.quant
+            self.reasons[dn.name] = "copies a row tile of a KPU result to general SRAM"
+            parts.append(dn.outputs[0])
+        for u in fused:
+            self.fused_nodes.add(id(u))
+        if len(parts) == 1:
+            res = parts[0]
+        else:
+            cat = self.g.make_node("Concat", parts, name=self._name(f"{out_v.name}/concat_rows"), attrs={"axis": 2},
+                                   outputs=[out_v.name if out_v.name not in self.g.values else f"{out_v.name}@cpu"])
+            res = cat.outputs[0]
+            self.reasons[cat.name] = "joins the row tiles of a KPU layer"
+        res.quant = out_v.quant
+        self.cpu[id(out_v)] = res
         return None
 
     def cpu_node(self, n: Node, reason: str) -> None:

@@ -28,8 +28,10 @@ MAIN_POOL = "main"
 _MAP_PRODUCERS = ("KpuConv", "KpuUpload")
 #: host kernels may repack constants for speed (e.g. int8 weights as float32 BLAS panels);
 #: on the chip the CPU reads them as stored, so a k210 file keeps the raw constants and such
-#: ops run on the registry's reference kernel instead (growth allowed before switching)
+#: ops run on the registry's reference kernel instead (bytes of growth allowed before switching)
 _PACK_SLACK = 16 * 1024
+#: likewise a host kernel's scratch (im2col panels...) is not what the chip's CPU kernels need
+_SCRATCH_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class K210Target(Target):
         if node.op.startswith("Kpu") or k is REFERENCE:
             return k
         prep = k.prepare(node)
+        if prep.scratch > _SCRATCH_LIMIT:     # e.g. an im2col buffer: the chip's kernels convolve directly
+            return REFERENCE
         if not prep.packed:
             return k
         raw = sum(node.inputs[s].nbytes for s in prep.packed if node.inputs[s] is not None)
@@ -66,9 +70,12 @@ class K210Target(Target):
         return finish_program(program, graph)
 
 
+#: the capacities (2 MB, 6 MB) are checked by :func:`finish_program` with the K210's own report
+#: (names of the layers and tensors, constants included), not by the generic planner
 K210 = register_target(K210Target(
     "k210", "Kendryte K210: KPU (uint8 conv layers, emulated bit-exactly) + RISC-V CPU fallback",
-    (PoolSpec(KPU_POOL, AI_SRAM_BYTES, ROW_BYTES), PoolSpec(MAIN_POOL, MAIN_SRAM_BYTES, 64))))
+    (PoolSpec(KPU_POOL, None, ROW_BYTES), PoolSpec(MAIN_POOL, None, 64))))
+CAPACITY = {KPU_POOL: AI_SRAM_BYTES, MAIN_POOL: MAIN_SRAM_BYTES}
 
 
 # ---------------------------------------------------------------- options
@@ -101,7 +108,7 @@ def quant_config(opts, overrides=None):
 
 # ---------------------------------------------------------------- after planning
 class MainSramBudgetError(MemoryPlanError):
-    """Constants + the general SRAM arena exceed the K210's 6 MB."""
+    """Constants + the general SRAM arena exceed the K210's 6 MB (or the AI SRAM placement its 2 MB)."""
 
 
 def finish_program(program, graph):
@@ -125,22 +132,63 @@ def finish_program(program, graph):
         op.attrs = {**op.attrs, "layers": new}
     names = {p.name for p in program.pools}
     if KPU_POOL not in names:
-        program.pools.append(PoolEntry(KPU_POOL, 0, 0, ROW_BYTES, AI_SRAM_BYTES, "empty"))
+        program.pools.append(PoolEntry(KPU_POOL, 0, 0, ROW_BYTES, None, "empty"))
     if MAIN_POOL not in names:
-        program.pools.append(PoolEntry(MAIN_POOL, 0, 0, 64, MAIN_SRAM_BYTES, "empty"))
+        program.pools.append(PoolEntry(MAIN_POOL, 0, 0, 64, None, "empty"))
+    for p in program.pools:
+        p.capacity = CAPACITY.get(p.name, p.capacity)
     consts = sum(a.nbytes for _, a in program.constants)
     main = next(p for p in program.pools if p.name == MAIN_POOL)
+    kpu = next(p for p in program.pools if p.name == KPU_POOL)
     info = dict(graph.metadata.get("k210") or {})
     info["constants_bytes"] = int(consts)
     program.meta["k210"] = info
+    if kpu.size > AI_SRAM_BYTES:     # the lower bound fits (checked by the lowering): the placement does not
+        raise MainSramBudgetError(
+            f"AI SRAM: the placement of the KPU feature maps needs {kpu.size:,} bytes but the K210 has "
+            f"{AI_SRAM_BYTES:,} ({kpu.size - AI_SRAM_BYTES:,} bytes over) although {kpu.lower_bound:,} bytes would "
+            "be enough at every step; reorder branches of the model or lower the input resolution.")
     if consts + main.size > MAIN_SRAM_BYTES:
         big = [x for x in sorted(((a.nbytes, t[tid].name) for tid, a in program.constants), reverse=True)[:5]
                if x[0] * 100 >= consts]
         names = ", ".join(f"{n!r} {b / 2**20:.2f} MB" for b, n in big)
         over = consts + main.size - MAIN_SRAM_BYTES
+        step, live = main_peak(program)
+        at = program.ops[min(step, len(program.ops) - 1)] if program.ops else None
+        where = (f" The CPU tensors peak at step {step} ({at.op} {at.name!r}), where "
+                 + ", ".join(f"{t[i].name!r} {t[i].nbytes:,} B" for i in live[:5])
+                 + (" and more" if len(live) > 5 else "") + " are live.") if at is not None and live else ""
+        largest = f" Largest constants: {names}." if consts * 10 >= consts + main.size else ""
         raise MainSramBudgetError(
             f"general SRAM: the model needs {consts + main.size:,} bytes ({consts:,} of constants + {main.size:,} "
-            f"of CPU tensors and I/O) but the K210 has {MAIN_SRAM_BYTES:,} ({over:,} bytes over). Largest "
-            f"constants: {names}. Reduce the weights (a smaller model) or the CPU tensors (lower input resolution, "
-            "fewer CPU fallback layers).")
+            f"of CPU tensors and I/O) but the K210 has {MAIN_SRAM_BYTES:,} ({over:,} bytes over).{largest}{where} "
+            "Reduce the weights (a smaller model) or the CPU tensors (lower input resolution, uint8 instead of "
+            "float input, fewer CPU fallback layers).")
     return program
+
+
+def main_peak(program) -> tuple[int, list[int]]:
+    """The step where the most general SRAM arena bytes are live, and those tensors (ids,
+    largest first), from the program's op order (inputs live from step 0, outputs to the end)."""
+    t = program.tensors
+    first, last = {}, {}
+    for i in program.inputs:
+        first[i] = last[i] = 0
+    for s, op in enumerate(program.ops):
+        for i in op.inputs:
+            if i >= 0 and t[i].kind == "arena" and t[i].pool == MAIN_POOL:
+                first.setdefault(i, s)
+                last[i] = s
+        for i in list(op.outputs) + ([op.scratch] if op.scratch >= 0 else []):
+            first.setdefault(i, s)
+            last[i] = max(last.get(i, s), s)
+    for i in program.outputs:
+        last[i] = len(program.ops)
+    best, best_step = -1, 0
+    for s in range(len(program.ops)):
+        tot = sum(t[i].nbytes for i in first if first[i] <= s <= last[i] and t[i].pool == MAIN_POOL)
+        if tot > best:
+            best, best_step = tot, s
+    live = sorted((i for i in first if first[i] <= best_step <= last[i] and t[i].pool == MAIN_POOL),
+                  key=lambda i: -t[i].nbytes)
+    return best_step, live

@@ -393,3 +393,95 @@ def test_mobilenet_v2_224_fits(tmp_path):
 
 def test_mobilenet_v2_160_fits(tmp_path):
     _mobilenet_v2(tmp_path, 160)
+
+
+# ----------------------------------------------------------------------------- fusion, tiling, errors
+def _with_lut(g: Graph, op: str):
+    """Append the quantize pass's QLut of activation ``op`` to the graph's output."""
+    from npuc.quant.qparams import QParams, QType, choose_qparams, dequantize, quantize
+
+    y = g.outputs[0]
+    px = QParams(np.asarray(y.quant.scale, np.float32), np.asarray(y.quant.zero_point, np.int64), QType.UINT8)
+    xs = dequantize(np.arange(256).astype(np.uint8), px).astype(np.float32)
+    d = get_op(op)
+    ys = d.run([xs], d.normalize_attrs({}))[0]
+    qy = choose_qparams(float(ys.min()), float(ys.max()), QType.UINT8, symmetric=False)
+    z = g.make_node("QLut", [y], name="lut", attrs={"table": quantize(ys, qy).astype(np.int32), "out_dtype": "uint8"},
+                    outputs=["z"]).outputs[0]
+    z.quant = QuantParams(qy.scale, qy.zero_point)
+    g.outputs = [z]
+    return qy
+
+
+@pytest.mark.parametrize("op", ["Sigmoid", "Swish", "HardSwish", "Tanh"])
+def test_lookup_table_activation_fuses_into_the_layer(op):
+    """conv → QLut (sigmoid, swish...) is one KPU layer whose activation table fits the
+    function: within one step of the ideal f(u) of the exact accumulator, where the cpu
+    graph's double rounding (u to 8 bits, then the table) can be several steps off."""
+    from npuc.ops.nn import conv
+
+    rng = np.random.default_rng(3)
+    g, x = _qconv_graph(rng, c=16, m=16, k=3)
+    qy = _with_lut(g, op)
+    kg = K210Lowering(g, use_cost_model=False).run()
+    kc = [n for n in kg.nodes if n.op == "KpuConv"]
+    assert len(kc) == 1 and kc[0].attrs["act"] == op and not any(n.op == "QLut" for n in kg.nodes)
+    got = _run_graph(kg, {"x": x})["z"].astype(np.int64)
+    cn = g.nodes[0]
+    xv, wv, bv = cn.inputs
+    attrs = {k: cn.attrs[k] for k in ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")}
+    acc = np.rint(conv(x - float(xv.quant.zero_point), wv.const.astype(np.float64), None, **attrs))
+    u = (acc + bv.const.reshape(1, -1, 1, 1)) * float(xv.quant.scale) * np.asarray(wv.quant.scale,
+                                                                                    np.float64).reshape(1, -1, 1, 1)
+    f = get_op(op).run([u], get_op(op).normalize_attrs({}))[0]
+    ideal = np.clip(np.rint(f / float(qy.scale) + int(qy.zero_point)), 0, 255)
+    assert np.abs(got - ideal).max() <= 1 and (got != ideal).mean() < 0.05
+
+
+@pytest.mark.parametrize("kw", [dict(c=3, m=16, k=3, h=300, w=300, pool=2),
+                                dict(c=4, m=8, k=3, h=301, w=64, pads=(0, 0, 1, 1), stride=2),
+                                dict(c=16, m=64, k=3, h=200, w=200)])
+def test_row_tiles_with_halos(kw, tmp_path):
+    """Maps taller than 256 rows, or layers whose maps exceed AI SRAM, run as row tiles:
+    each tile uploads its input rows plus the halo, the KPU computes it, the tiles join."""
+    rng = np.random.default_rng(1)
+    g, x = _qconv_graph(rng, **kw)
+    want = _run_graph(g, {"x": x})
+    kg = K210Lowering(g, use_cost_model=False).run()
+    convs = [n for n in kg.nodes if n.op == "KpuConv"]
+    assert len(convs) >= 2 and all(n.attrs["in_map"][1] <= 256 for n in convs)
+    ups = [n.attrs["rows"] for n in kg.nodes if n.op == "KpuUpload"]
+    assert all(b[0] < a[1] for a, b in zip(ups, ups[1:])) or kw.get("stride") == 2     # halos overlap
+    sess, prog = _session(kg, tmp_path)
+    name = g.outputs[0].name
+    got = sess.run({"x": x})[name]
+    d = np.abs(got.astype(int) - want[name].astype(int))
+    assert d.max() <= 1 and (d > 0).mean() < 1e-5
+    assert _check_kpu_plan(prog) >= 2
+
+
+def test_ai_sram_budget_error_names_the_peak():
+    from npuc.targets.k210.lower import KpuMemoryError, check_kpu_memory
+
+    rng = np.random.default_rng(0)
+    g, _ = _qconv_graph(rng, c=16, m=32, k=3, h=64, w=64)
+    kg = K210Lowering(g, use_cost_model=False).run()
+    with pytest.raises(KpuMemoryError) as e:
+        check_kpu_memory(kg, 100_000)
+    msg = str(e.value)
+    assert "AI SRAM" in msg and "bytes over" in msg and "'conv'" in msg and "'x@kpu'" in msg and "Lower" in msg
+
+
+def test_cpu_tensors_beyond_general_sram_are_refused(tmp_path):
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((8, 3, 3, 3)) * 0.2).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["y"], ["z"], name="relu")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 600, 800])],
+                          [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 8, 600, 800])],
+                          initializer=[numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=rng.standard_normal((2, 1, 3, 600, 800)).astype(np.float32))
+    with pytest.raises(NpucError, match=r"general SRAM: .* bytes over\)\. The CPU tensors peak at step \d+ "
+                                        r"\(DequantizeLinear .* 'z' 15,360,000 B"):
+        npuc.compile(tmp_path / "m.onnx", tmp_path / "m.npuc", target="k210", dataset=str(tmp_path / "c.npz"))
