@@ -8,8 +8,9 @@ convolution leaves junk rows around its window). The k210 lowering
 (:mod:`npuc.targets.k210.lower`) creates these ops after quantization.
 
 * ``KpuUpload(x)``: the CPU tensor ``x`` (uint8, ``C·H·W`` elements, NCHW order; or rows
-  ``[r0, r1)`` of it, a row tile) into a ``C × Hm × Wm`` map, at ``window``, every other
-  pixel of the map = ``pad_value``.
+  ``[r0, r1)`` of it, a row tile; or its padded 2×2 space-to-depth, which turns a 5×5 or
+  6×6 stride-2 convolution into a 3×3 one) into a ``C × Hm × Wm`` map, at ``window``,
+  every other pixel of the map = ``pad_value``.
 * ``KpuDownload(m)``: the window of map ``m`` back into a CPU tensor of ``out_shape``.
 * ``KpuConv(x, weights, bn, act)``: one or more KPU layers (``layers``: the hardware's
   twelve register words each, plus where the layer reads and writes inside the input /
@@ -46,14 +47,39 @@ def _source_rows(x_shape, chw, rows):
     return int(x_shape[-2]), r0
 
 
+def s2d_blocks(x: np.ndarray, pads, pad_value: int) -> np.ndarray:
+    """``(C, H, W)`` → ``(4C, ceil(Hp/2), ceil(Wp/2))``: the input padded by ``pads``
+    (top, left, bottom, right; then to even sizes) with ``pad_value``, its 2×2 blocks
+    spread over channels ``4c + 2·by + bx``. A k×k stride-2 convolution (k ≤ 6) of ``x``
+    is the 3×3 stride-1 "valid" convolution of this tensor with the weights rearranged."""
+    c, h, w = x.shape
+    pt, pl, pb, pr = (int(p) for p in pads)
+    hp, wp = h + pt + pb, w + pl + pr
+    hs, ws = -(-hp // 2), -(-wp // 2)
+    buf = np.full((c, 2 * hs, 2 * ws), pad_value, np.uint8)
+    hk, wk = min(h, 2 * hs - pt), min(w, 2 * ws - pl)     # negative end pads drop unread rows
+    buf[:, pt:pt + hk, pl:pl + wk] = x[:, :hk, :wk]
+    return np.ascontiguousarray(buf.reshape(c, hs, 2, ws, 2).transpose(0, 2, 4, 1, 3)).reshape(4 * c, hs, ws)
+
+
+def _s2d_shape(x_shape, pads) -> tuple[int, int, int]:
+    c, h, w = (int(d) for d in x_shape[-3:])
+    pt, pl, pb, pr = (int(p) for p in pads)
+    return 4 * c, -(-(h + pt + pb) // 2), -(-(w + pl + pr) // 2)
+
+
 def _upload_infer(ctx: InferContext):
     c, h, w = (int(d) for d in ctx.attrs["chw"])
     hm, wm = (int(d) for d in ctx.attrs["map"])
     y0, x0 = (int(d) for d in ctx.attrs["window"])
     n = int(np.prod(ctx.shape(0))) if ctx.shape(0) else 1
-    hs, r0 = _source_rows(ctx.shape(0), ctx.attrs["chw"], ctx.attrs["rows"])
-    if n != c * hs * w or r0 + h > hs:
-        raise ctx.fail(f"input {list(ctx.shape(0))} does not hold the {c}x{h}x{w} window (rows from {r0})")
+    if ctx.attrs.get("space_to_depth") is not None:
+        if len(ctx.shape(0)) < 3 or _s2d_shape(ctx.shape(0), ctx.attrs["space_to_depth"]) != (c, h, w):
+            raise ctx.fail(f"space-to-depth of {list(ctx.shape(0))} is not {c}x{h}x{w}")
+    else:
+        hs, r0 = _source_rows(ctx.shape(0), ctx.attrs["chw"], ctx.attrs["rows"])
+        if n != c * hs * w or r0 + h > hs:
+            raise ctx.fail(f"input {list(ctx.shape(0))} does not hold the {c}x{h}x{w} window (rows from {r0})")
     if ctx.dtype(0) != np.uint8:
         raise ctx.fail(f"only uint8 tensors go to AI SRAM, got {ctx.dtype(0)}")
     if y0 < 0 or x0 < 0 or y0 + h > hm or x0 + w > wm:
@@ -62,18 +88,24 @@ def _upload_infer(ctx: InferContext):
 
 
 @register("KpuUpload", attrs={"chw": REQUIRED, "map": REQUIRED, "window": [0, 0], "pad_value": 0,
-                              "rows": [0, 0]}, infer=_upload_infer)
-def kpu_upload(x, *, chw, map, window, pad_value, rows):
-    """CPU tensor (or its rows ``[r0, r1)``: a row tile) → AI SRAM row layout, padded to the
-    ``map`` geometry with ``pad_value``."""
+                              "rows": [0, 0], "space_to_depth": None}, infer=_upload_infer)
+def kpu_upload(x, *, chw, map, window, pad_value, rows, space_to_depth):
+    """CPU tensor (or its rows ``[r0, r1)``: a row tile; or its padded space-to-depth
+    rearrangement, see :func:`s2d_blocks`) → AI SRAM row layout, padded to the ``map``
+    geometry with ``pad_value``."""
     from ..targets.k210.layout import to_rows
 
     c, h, w = (int(d) for d in chw)
     hm, wm = (int(d) for d in map)
     y0, x0 = (int(d) for d in window)
-    hs, r0 = _source_rows(np.shape(x), chw, rows)
     full = np.full((c, hm, wm), int(pad_value), np.uint8)
-    full[:, y0:y0 + h, x0:x0 + w] = np.asarray(x, np.uint8).reshape(c, hs, w)[:, r0:r0 + h]
+    if space_to_depth is not None:
+        xs = np.asarray(x, np.uint8)
+        src = s2d_blocks(xs.reshape(xs.shape[-3:]), space_to_depth, int(pad_value))
+    else:
+        hs, r0 = _source_rows(np.shape(x), chw, rows)
+        src = np.asarray(x, np.uint8).reshape(c, hs, w)[:, r0:r0 + h]
+    full[:, y0:y0 + h, x0:x0 + w] = src
     return to_rows(full)
 
 

@@ -105,7 +105,24 @@ class KpuUploadKernel(Kernel):
         y0, x0 = (int(d) for d in b.attrs["window"])
         pad = np.uint8(int(b.attrs["pad_value"]))
         r0, r1 = (int(d) for d in b.attrs.get("rows", [0, 0]))
-        if r1 > r0:     # a row tile of an NCHW tensor
+        s2d = b.attrs.get("space_to_depth")
+        prep = None
+        if s2d is not None:   # padded 2x2 space-to-depth, through a buffer made once at load time
+            x = b.inputs[0]
+            cx, hx, wx = x.shape[-3:]
+            pt, pl, _, _ = (int(p) for p in s2d)
+            padded = np.full((cx, 2 * h, 2 * w), pad, np.uint8)
+            src = np.empty((c, h, w), np.uint8)
+            hk, wk = min(hx, 2 * h - pt), min(wx, 2 * w - pl)     # negative end pads drop unread rows
+            inner = padded[:, pt:pt + hk, pl:pl + wk]
+            x3 = x.reshape(cx, hx, wx)[:, :hk, :wk]
+            blocks = padded.reshape(cx, h, 2, w, 2).transpose(0, 2, 4, 1, 3)
+            dst5 = src.reshape(cx, 2, 2, h, w)
+
+            def prep():
+                inner[...] = x3
+                dst5[...] = blocks
+        elif r1 > r0:     # a row tile of an NCHW tensor
             x = b.inputs[0]
             src = x.reshape(c, x.shape[-2], w)[:, r0:r1]
         else:
@@ -116,6 +133,8 @@ class KpuUploadKernel(Kernel):
         pairs = [(v, v[:, y0:y0 + h, x0:x0 + w], src[j::g]) for j, v in enumerate(views)]
 
         def run():
+            if prep is not None:
+                prep()
             for v, win, s in pairs:
                 if not full:
                     v[...] = pad

@@ -190,6 +190,7 @@ class ConvSpec:
     alpha: float | None                      # leaky slope fused by the quantizer
     gemm: bool = False
     act_spec: dict | None = None             # a fused lookup-table activation (sigmoid, swish...)
+    s2d: tuple | None = None                 # pads of a k×k/2 conv run as 3×3 on a space-to-depth upload
 
     @property
     def macs(self) -> int:
@@ -275,6 +276,47 @@ def conv_spec(n: Node) -> ConvSpec | str:
     pads = (geo.pads_begin[0], geo.pads_begin[1], geo.pads_end[0], geo.pads_end[1])
     return ConvSpec(n.name, kh, sh, pads, depthwise, c, m, x.shape[2], x.shape[3], xq, yq,
                     np.asarray(w.const, np.int8), scales, bias, int(a["act_min"]), int(a["act_max"]), alpha)
+
+
+def s2d_spec(n: Node) -> ConvSpec | None:
+    """A 4×4, 5×5 or 6×6 stride-2 ``QConv`` as the 3×3 "valid" convolution of the input's
+    padded 2×2 space-to-depth (4C channels): ``out[i] = Σ_t w[t] xp[2i + t]`` with
+    ``t = 2a + b`` is ``Σ_a Σ_b w[2a + b] S_b[i + a]``, ``S_b[j] = xp[2j + b]``; taps past k
+    get weight 0 (the uint8 zero point 128), so the accumulator is exactly the original's."""
+    from ...ops.nn import conv_node_geometry
+
+    x, w = n.inputs[0], n.inputs[1]
+    a = n.attrs
+    if x.rank != 4 or not w.is_const or x.dtype != np.uint8 or int(a["group"]) != 1:
+        return None
+    geo = conv_node_geometry(x.shape, w.shape, **a)
+    k = geo.kernel[0]
+    if geo.kernel != (k, k) or k not in (4, 5, 6) or tuple(geo.strides) != (2, 2) or any(
+            d != 1 for d in geo.dilations) or x.shape[1] * 4 > MAX_IN_CHANNELS:
+        return None
+    import dataclasses
+
+    probe = dict(a, kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
+    fake = Node("QConv", n.name, [x, Value("w3", np.int8, (w.shape[0], x.shape[1], 3, 3),
+                                           np.zeros((w.shape[0], x.shape[1], 3, 3), np.int8)), n.input(2)],
+                n.outputs, probe)
+    fake.inputs[1].quant = w.quant
+    base = conv_spec(fake)
+    if isinstance(base, str):
+        return None
+    c, h, wd = x.shape[1:]
+    pt, pl = geo.pads_begin
+    oh, ow = geo.out_shape
+    # padded to exactly 2·(out + 2) rows/columns: the 3×3 valid conv then gives the out rows;
+    # rows past the original end padding only meet the zero taps (t ≥ k), or are never read
+    hs, ws = oh + 2, ow + 2
+    pb, pr = 2 * hs - h - pt, 2 * ws - wd - pl
+    m = w.shape[0]
+    w6 = np.zeros((m, c, 6, 6), np.int8)
+    w6[:, :, :k, :k] = np.asarray(w.const, np.int8)
+    w3 = w6.reshape(m, c, 3, 2, 3, 2).transpose(0, 1, 3, 5, 2, 4).reshape(m, 4 * c, 3, 3)
+    return dataclasses.replace(base, k=3, stride=1, pads=(0, 0, 0, 0), c=4 * c, h=hs, w=ws,
+                               w_int8=np.ascontiguousarray(w3), s2d=(pt, pl, pb, pr))
 
 
 def gemm_spec(n: Node) -> ConvSpec | str:
@@ -511,14 +553,18 @@ class K210Lowering:
         self.reasons[node.name] = "copies a KPU result from AI SRAM to general SRAM for the CPU"
         return out
 
-    def upload(self, v: Value, c: int, h: int, w: int, rows: Axis, cols: Axis, pad: int) -> KMap:
+    def upload(self, v: Value, c: int, h: int, w: int, rows: Axis, cols: Axis, pad: int, s2d=None) -> KMap:
         x = self.cpu_value(v)
-        node = self.g.make_node("KpuUpload", [x], name=self._name(f"{v.name}/upload"),
-                                attrs={"chw": [c, h, w], "map": [rows.size, cols.size],
-                                       "window": [rows.start, cols.start], "pad_value": int(pad)},
-                                outputs=[f"{v.name}@kpu"])
+        attrs = {"chw": [c, h, w], "map": [rows.size, cols.size], "window": [rows.start, cols.start],
+                 "pad_value": int(pad)}
+        if s2d is not None:
+            attrs["space_to_depth"] = list(s2d)
+        node = self.g.make_node("KpuUpload", [x], name=self._name(f"{v.name}/upload"), attrs=attrs,
+                                outputs=[f"{v.name}@kpu" if s2d is None else f"{v.name}@kpu_s2d"])
         node.outputs[0].quant = v.quant
-        self.reasons[node.name] = "copies a CPU tensor into AI SRAM for the KPU"
+        self.reasons[node.name] = ("copies a CPU tensor into AI SRAM for the KPU" if s2d is None else
+                                   "copies a CPU tensor into AI SRAM as 2x2 space-to-depth (a k x k stride-2 "
+                                   "convolution becomes a 3x3 KPU layer)")
         return KMap(node.outputs[0], c, rows, cols)
 
     # ------------------------------------------------------------------ fusion
@@ -575,7 +621,7 @@ class K210Lowering:
         chain = self._fusable_chain(n)
         pool_node = next((u for u in chain if u.op == "MaxPool"), None)
         x = n.inputs[0]
-        km = self.kpu.get(id(x))
+        km = self.kpu.get(id(x)) if spec.s2d is None else None   # space-to-depth comes from the CPU copy
         pt, pl, pb, pr = spec.pads
         tries = []
         if pool_node is not None and spec.stride == 1:
@@ -664,16 +710,18 @@ class K210Lowering:
 
     def try_kpu(self, n: Node) -> str | None:
         spec = conv_spec(n) if n.op == "QConv" else gemm_spec(n)
+        if isinstance(spec, str) and n.op == "QConv" and spec.startswith("kernel"):
+            spec = s2d_spec(n) or spec
         if isinstance(spec, str):
             return spec
         plan = self.plan(n, spec)
         if isinstance(plan, str):
-            if spec.gemm or not plan.startswith("input"):
+            if spec.gemm or spec.s2d or not plan.startswith("input"):
                 return plan
             return self.try_tiled(n, spec, plan)
         in_hw = plan.src_map.hw if plan.src_map is not None else (plan.upload[0].size, plan.upload[1].size)
         if fmap_bytes(spec.c, *in_hw) + fmap_bytes(spec.m, plan.rows.size, plan.cols.size) > TILE_ABOVE_BYTES \
-                and not spec.gemm:
+                and not spec.gemm and not spec.s2d:
             return self.try_tiled(n, spec, f"input and output maps need more than {TILE_ABOVE_BYTES:,} bytes "
                                            "of AI SRAM")
         out_v = plan.fused[-1].outputs[0] if plan.fused else n.outputs[0]
@@ -692,7 +740,8 @@ class K210Lowering:
         if plan.src_map is not None:
             xin = plan.src_map
         else:
-            xin = self.upload(n.inputs[0], spec.c, spec.h, spec.w, plan.upload[0], plan.upload[1], spec.x_q[1])
+            xin = self.upload(n.inputs[0], spec.c, spec.h, spec.w, plan.upload[0], plan.upload[1], spec.x_q[1],
+                              s2d=spec.s2d)
         L0 = layers[0]
         from .encode import KpuLayer
 

@@ -117,6 +117,9 @@ def finish_program(program, graph):
     from ...format.schema import PoolEntry
     from .encode import KpuLayer
 
+    if "k210" not in graph.metadata:
+        raise OptionError("a k210 program is built from a quantized graph lowered for the KPU: compile with "
+                          "npuc.compile(model, out, target='k210', dataset=...) (the CLI: -t k210 --dataset)")
     t = program.tensors
     for op in program.ops:
         if op.op != "KpuConv":

@@ -152,6 +152,10 @@ LAYERS = [
     dict(c=4, m=8, k=3, h=3, w=3),                                             # smaller than 4x4: padded upload
     dict(c=32, m=1100, k=1, pads=0, h=4, w=4),                                 # > 1024 outputs: 2 layers
     dict(c=512, m=400, k=3, h=4, w=4),                                         # > 64 weight loads: 2 layers
+    dict(c=3, m=16, k=5, h=32, w=32, stride=2, pads=(1, 1, 2, 2)),             # 5x5/2: space-to-depth 3x3
+    dict(c=3, m=16, k=6, h=64, w=40, stride=2, pads=2),                        # 6x6/2 (a YOLOv5 stem)
+    dict(c=3, m=8, k=4, h=20, w=20, stride=2, pads=1),
+    dict(c=4, m=8, k=5, h=21, w=19, stride=2, pads=0),
 ]
 
 
@@ -262,7 +266,7 @@ def test_inspect_placement_and_pools(tmp_path, capsys):
     assert main(["compile", str(d / REAL["blazeface_short"]), "-o", str(out), "-t", "k210",
                  "--dataset", str(d / "calib.npz")]) == 0
     text = capsys.readouterr().out
-    assert "KPU layer(s)" in text and "AI SRAM" in text and "kernel 5x5" in text
+    assert "KPU layer(s)" in text and "AI SRAM" in text and "elementwise add" in text
     info = inspect_dict(str(out))
     pools = info["memory"]["pools"]
     for p in ("kpu", "main"):
@@ -274,8 +278,11 @@ def test_inspect_placement_and_pools(tmp_path, capsys):
     ops = pl["ops"]
     assert len(ops) == info["op_count"] and {o["where"] for o in ops} == {"kpu", "cpu"}
     assert all(o.get("reason") for o in ops if o["where"] == "cpu")
-    five = [o for o in ops if o["op"] == "QConv"]
-    assert five and "kernel 5x5" in five[0]["reason"]
+    stem = next(o for o in ops if o["name"] == "conv2d")         # the 5x5/2 stem: 3x3 on space-to-depth
+    assert stem["where"] == "kpu" and stem["in_map"][0] == 12
+    assert any("space-to-depth" in o.get("reason", "") for o in ops)
+    adds = [o for o in ops if o["op"] == "QAdd"]
+    assert adds and all("elementwise add" in o["reason"] for o in adds)
     tot = pl["totals"]
     assert tot["kpu_layers"] >= tot["kpu_ops"] == sum(o["op"] == "KpuConv" for o in ops) > 10
     assert tot["bytes_moved"] == sum(o.get("bytes", 0) for o in ops) > 0
@@ -485,3 +492,18 @@ def test_cpu_tensors_beyond_general_sram_are_refused(tmp_path):
     with pytest.raises(NpucError, match=r"general SRAM: .* bytes over\)\. The CPU tensors peak at step \d+ "
                                         r"\(DequantizeLinear .* 'z' 15,360,000 B"):
         npuc.compile(tmp_path / "m.onnx", tmp_path / "m.npuc", target="k210", dataset=str(tmp_path / "c.npz"))
+
+
+@pytest.mark.parametrize("kw, why", [(dict(k=5, stride=1, pads=2), "kernel 5x5"),
+                                     (dict(k=3, stride=3, pads=1), "stride [3, 3]"),
+                                     (dict(c=8, m=16, k=3, h=8, w=8, leaky=None), None)])
+def test_cpu_reasons_for_convolutions(kw, why):
+    rng = np.random.default_rng(0)
+    g, _ = _qconv_graph(rng, **kw)
+    kl = K210Lowering(g, use_cost_model=False)
+    kg = kl.run()
+    conv = next(n for n in kg.nodes if n.name == "conv")
+    if why is None:
+        assert conv.op == "KpuConv"
+    else:
+        assert conv.op == "QConv" and why in kg.metadata["k210"]["reasons"]["conv"]
