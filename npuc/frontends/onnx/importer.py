@@ -8,12 +8,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ...errors import ModelImportError, NpucError, ShapeError, UnsupportedOpError
-from ...ir import Graph, Node, Value
+from ...ir import Graph, Value
 from ...ir.dtypes import from_onnx
-from ...ops.registry import get_op, has_op
+from ...ops.registry import has_op
+from ..common import add_op_or_fold
 from .context import ConvertContext, find_converter
 
 log = logging.getLogger(__name__)
@@ -88,33 +87,9 @@ class OnnxImporter:
     # -- nodes ----------------------------------------------------------------------
     def add(self, op: str, inputs: list[Value | None], attrs: dict[str, Any], node_name: str,
             outputs: list[str], num_outputs: int | None) -> list[Value]:
-        opdef = get_op(op)
-        full = opdef.normalize_attrs(attrs, node_name)
-        while inputs and inputs[-1] is None:
-            inputs = inputs[:-1]
-        types = opdef.infer_types(inputs, full, node_name, num_outputs=num_outputs)
-        foldable = "no_fold" not in opdef.flags and (
-            all(v is None or v.is_const for v in inputs) or "shape_only" in opdef.flags)
-        if foldable:
-            try:
-                with np.errstate(all="ignore"):
-                    arrays = opdef.run([None if v is None else (v.const if v.is_const else np.zeros(v.shape, v.dtype))
-                                        for v in inputs], full)
-            except NpucError:
-                raise
-            except Exception as e:  # the reference kernel rejected these constant inputs
-                raise ShapeError(f"node {node_name!r} ({op}): cannot evaluate on its constant inputs: {e}") from e
-            outs = []
-            for name, arr, (dt, shp) in zip(outputs, arrays, types):
-                arr = np.require(np.asarray(arr).astype(dt, copy=False).reshape(shp), requirements="C")
-                arr.flags.writeable = False
-                outs.append(self.graph.add_value(self.fresh(name), dt, shp, arr))
-            return outs
-        outs = [Value(self.fresh(name), dt, shp) for name, (dt, shp) in zip(outputs, types)]
-        for v in outs:
-            self.graph.values[v.name] = v
-        self.graph.add_node(Node(op, node_name, inputs, outs, full))
-        return outs
+        """Add registry op ``op`` (folded when it can be evaluated now; see
+        :func:`~npuc.frontends.common.add_op_or_fold`)."""
+        return add_op_or_fold(self.graph, op, inputs, attrs, node_name, outputs, num_outputs)
 
     def convert_node(self, node) -> None:
         inputs: list[Value | None] = []

@@ -19,7 +19,7 @@ import numpy as np
 from ...errors import ModelImportError, NpucError, ShapeError, UnsupportedOpError
 from ...ir import Graph, Node, Value
 from ...ir.graph import QuantParams
-from ...ops.registry import get_op
+from ..common import add_op_or_fold
 from .context import NOT_SUPPORTED_REASONS, ConvertContext, find_converter
 from .reader import ModelInfo, OperatorInfo, QuantInfo, TensorInfo, read_model
 
@@ -77,36 +77,12 @@ class TfliteImporter:
     # -- nodes ----------------------------------------------------------------------
     def add(self, op: str, inputs: list[Value | None], attrs: dict[str, Any], node_name: str,
             num_outputs: int | None) -> list[Value]:
-        """Add registry op ``op``; evaluate it now when all its inputs are constant."""
-        opdef = get_op(op)
-        full = opdef.normalize_attrs(attrs, node_name)
-        while inputs and inputs[-1] is None:
-            inputs = inputs[:-1]
-        types = opdef.infer_types(inputs, full, node_name, num_outputs=num_outputs)
-        foldable = "no_fold" not in opdef.flags and (
-            all(v is None or v.is_const for v in inputs) or "shape_only" in opdef.flags)
+        """Add registry op ``op``; evaluate it now when all its inputs are constant (see
+        :func:`~npuc.frontends.common.add_op_or_fold`). Outputs are named after the node."""
         base = node_name.replace("/", "_")
-        names = [base] if len(types) == 1 else [f"{base}_{i}" for i in range(len(types))]
-        if foldable:
-            try:
-                with np.errstate(all="ignore"):
-                    arrays = opdef.run([None if v is None else (v.const if v.is_const else np.zeros(v.shape, v.dtype))
-                                        for v in inputs], full)
-            except NpucError:
-                raise
-            except Exception as e:  # the reference kernel rejected these constant inputs
-                raise ShapeError(f"node {node_name!r} ({op}): cannot evaluate on its constant inputs: {e}") from e
-            outs = []
-            for name, arr, (dt, shp) in zip(names, arrays, types):
-                arr = np.require(np.asarray(arr).astype(dt, copy=False).reshape(shp), requirements="C")
-                arr.flags.writeable = False
-                outs.append(self.graph.add_value(self.fresh(name), dt, shp, arr))
-            return outs
-        outs = [Value(self.fresh(name), dt, shp) for name, (dt, shp) in zip(names, types)]
-        for v in outs:
-            self.graph.values[v.name] = v
-        self.graph.add_node(Node(op, self.fresh(node_name), inputs, outs, full))
-        return outs
+        return add_op_or_fold(self.graph, op, inputs, attrs, node_name,
+                              lambda count: [base] if count == 1 else [f"{base}_{i}" for i in range(count)],
+                              num_outputs, unique_node_name=True)
 
     # -- tensors --------------------------------------------------------------------
     def const_value(self, t: TensorInfo) -> Value:
