@@ -507,3 +507,52 @@ def test_cpu_reasons_for_convolutions(kw, why):
         assert conv.op == "KpuConv"
     else:
         assert conv.op == "QConv" and why in kg.metadata["k210"]["reasons"]["conv"]
+
+
+def _small_resnet(resolution=64, widths=(16, 32, 64, 128), num_classes=10, seed=0):
+    """torchvision's ResNet-18 layout (7x7/2 stem, 3x3/2 max pool, 4 stages of 2 basic blocks,
+    1x1/2 downsample shortcuts, GAP, fc) with narrow stages, built like tests/models/zoo.py."""
+    from tests.models import zoo
+
+    b = zoo._Builder(17, seed, False)
+    x = zoo._image_input(b, resolution)
+    x = zoo._relu(b, zoo._conv_bn(b, x, widths[0], 7, 2, 3, conv="conv1", bn="bn1"), "relu")
+    x = zoo._maxpool(b, x, 3, 2, 1, "maxpool")
+    cin = widths[0]
+    for li, c in enumerate(widths, start=1):
+        for bi in range(2):
+            stride = 2 if li > 1 and bi == 0 else 1
+            p = f"layer{li}.{bi}"
+            h = zoo._relu(b, zoo._conv_bn(b, x, c, 3, stride, 1, conv=f"{p}.conv1", bn=f"{p}.bn1"), f"{p}.relu")
+            h = zoo._conv_bn(b, h, c, 3, 1, 1, conv=f"{p}.conv2", bn=f"{p}.bn2")
+            idn = x
+            if stride != 1 or cin != c:
+                idn = zoo._conv_bn(b, x, c, 1, stride, 0, conv=f"{p}.downsample.0", bn=f"{p}.downsample.1")
+            x = zoo._relu(b, zoo._add(b, h, idn, zoo._scope(p)), f"{p}.relu_1")
+            cin = c
+    x = zoo._flatten(b, zoo._gap(b, x, zoo._scope("avgpool")), "")
+    b.output(zoo._gemm(b, x, num_classes, module="fc"), "output")
+    return b.finish("ResNet-18 layout, narrow")
+
+
+@pytest.mark.parametrize("name", ["resnet_style", "tiny_cnn"])
+def test_zoo_networks_k210_vs_float_and_cpu(name, tmp_path):
+    import onnxruntime as ort
+
+    from tests.models import zoo
+
+    m = _small_resnet() if name == "resnet_style" else zoo.tiny_cnn()
+    zoo.save(m, tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", **zoo.random_inputs(m, seed=1, n=8))
+    for t in ("k210", "cpu"):
+        npuc.compile(tmp_path / "m.onnx", tmp_path / f"{t}.npuc", target=t, dataset=str(tmp_path / "c.npz"))
+    sk, sc = npuc.load(tmp_path / "k210.npuc"), npuc.load(tmp_path / "cpu.npuc")
+    ref = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = zoo.random_inputs(m, seed=7, n=4)["input"]
+    f = np.stack([ref.run(None, {"input": xi})[0] for xi in x]).astype(np.float64).ravel()
+    k = np.stack([sk.run({"input": xi})["output"] for xi in x]).astype(np.float64).ravel()
+    c = np.stack([sc.run({"input": xi})["output"] for xi in x]).astype(np.float64).ravel()
+    assert k @ f / np.linalg.norm(k) / np.linalg.norm(f) >= 0.98
+    np.testing.assert_array_equal(k, c)
+    prog = read_program(tmp_path / "k210.npuc")
+    assert sum(o.op == "KpuConv" for o in prog.ops) >= (20 if name == "resnet_style" else 3)
