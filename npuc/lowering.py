@@ -113,7 +113,7 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
 
         def join(out_v: Value, in_v: Value):
             r = groups.find(id(in_v))
-            groups.union(id(out_v), r)
+            groups.union(id(out_v), id(in_v))  # at in_v's own offset (it may sit in a Concat)
             members.setdefault(r, [r]).append(id(out_v))
 
         public = graph_inputs | graph_outputs

@@ -64,3 +64,25 @@ def test_concat_of_a_graph_input_still_copies(tmp_path):
     x = rng.standard_normal((1, 2, 3)).astype(np.float32)
     np.testing.assert_array_equal(npuc.load(tmp_path / "c.npuc").run({"x": x})["y"], run_ort(m, {"x": x})[0])
     assert "concat_in_place" not in inspect_dict(str(tmp_path / "c.npuc"))["kernels"]
+
+
+def test_view_of_a_concat_input_keeps_its_slice(tmp_path):
+    """A value that is both a Concat input and viewed elsewhere: the view must read the
+    value's own slice of the concat buffer, not the buffer's start."""
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Neg", ["x"], ["b"]),
+             helper.make_node("Unsqueeze", ["a", "ax"], ["au"]), helper.make_node("Unsqueeze", ["b", "ax"], ["bu"]),
+             helper.make_node("Concat", ["au", "bu"], ["c"], axis=0),
+             helper.make_node("Unsqueeze", ["b", "ax"], ["y2"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+                          [onnx.ValueInfoProto(name="c"), onnx.ValueInfoProto(name="y2")],
+                          initializer=[numpy_helper.from_array(np.array([0], np.int64), "ax")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    src = tmp_path / "v.onnx"
+    onnx.save(m, src)
+    npuc.compile(src, tmp_path / "v.npuc")
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    got = npuc.load(tmp_path / "v.npuc").run({"x": x})
+    want = run_ort(m, {"x": x})
+    np.testing.assert_array_equal(got["c"], want[0])
+    np.testing.assert_array_equal(got["y2"], want[1])
