@@ -72,9 +72,11 @@ def test_view_of_a_concat_input_keeps_its_slice(tmp_path):
     nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Neg", ["x"], ["b"]),
              helper.make_node("Unsqueeze", ["a", "ax"], ["au"]), helper.make_node("Unsqueeze", ["b", "ax"], ["bu"]),
              helper.make_node("Concat", ["au", "bu"], ["c"], axis=0),
-             helper.make_node("Unsqueeze", ["b", "ax"], ["y2"])]
+             helper.make_node("Unsqueeze", ["b", "ax"], ["y2"]),
+             helper.make_node("Exp", ["x"], ["e"])]   # keeps x alive: nothing runs in place on it
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
-                          [onnx.ValueInfoProto(name="c"), onnx.ValueInfoProto(name="y2")],
+                          [onnx.ValueInfoProto(name="c"), onnx.ValueInfoProto(name="y2"),
+                           onnx.ValueInfoProto(name="e")],
                           initializer=[numpy_helper.from_array(np.array([0], np.int64), "ax")])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -84,5 +86,6 @@ def test_view_of_a_concat_input_keeps_its_slice(tmp_path):
     x = rng.standard_normal((2, 3)).astype(np.float32)
     got = npuc.load(tmp_path / "v.npuc").run({"x": x})
     want = run_ort(m, {"x": x})
+    assert "concat_in_place" in inspect_dict(str(tmp_path / "v.npuc"))["kernels"]
     np.testing.assert_array_equal(got["c"], want[0])
     np.testing.assert_array_equal(got["y2"], want[1])
