@@ -12,13 +12,6 @@ from .ort_check import check_op, make_model, run_npuc_reference
 
 rng = np.random.default_rng(0)
 
-# Graph.add_const and the importer's folding use np.ascontiguousarray, which turns a 0-d
-# array into shape (1,): scalar constants (initializers, folded Size/Gather results) get
-# the wrong rank. Tests that need true scalar constants are expected to fail until the
-# framework keeps 0-d arrays 0-d.
-SCALAR_CONST_BUG = np.ascontiguousarray(np.array(0)).ndim != 0
-scalar_const_bug = pytest.mark.xfail(SCALAR_CONST_BUG, strict=False,
-                                     reason="framework: np.ascontiguousarray makes 0-d constants 1-d")
 INT64_MAX = np.iinfo(np.int64).max
 INT64_MIN = np.iinfo(np.int64).min
 
@@ -301,7 +294,7 @@ def test_shape(attrs):
     check_op("Shape", {"x": f32(2, 3, 4, 5)}, attrs, opset=15)
 
 
-@pytest.mark.parametrize("op", ["Shape", pytest.param("Size", marks=scalar_const_bug)])
+@pytest.mark.parametrize("op", ["Shape", "Size"])
 def test_shape_size_fold_to_constants(op):
     model = make_model(op, {"x": f32(2, 3, 4)}, opset=13)
     g = import_onnx("<test>", model=model)
@@ -603,8 +596,8 @@ def test_resize_scales_and_sizes_fails():
 
 # ---------------------------------------------------------------- constant folding on import
 @pytest.mark.parametrize("opset,scalar", [(11, False), (13, False),
-                                          pytest.param(11, True, marks=scalar_const_bug),
-                                          pytest.param(13, True, marks=scalar_const_bug)])
+                                          (11, True),
+                                          (13, True)])
 def test_pytorch_flatten_chain_folds(opset, scalar):
     """Shape → Gather → Unsqueeze → Concat → Reshape (torch.flatten(x, 1) as exported; with
     ``scalar`` False the Gather index is [0] and the Unsqueeze is left out)."""
