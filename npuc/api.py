@@ -157,6 +157,7 @@ def compile(model_path: str | os.PathLike, out_path: str | os.PathLike, *, targe
         from .targets.k210.lower import lower_k210
 
         graph = lower_k210(graph, timings=t)
+    graph.metadata["ops_imported"] = before       # stored in the file: inspect shows before/after
     t0 = time.perf_counter()
     program = lower(graph, get_target(opts.target))
     t["lower+plan"] = time.perf_counter() - t0

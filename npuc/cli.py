@@ -173,6 +173,7 @@ def inspect_dict(path: str) -> dict:
         "outputs": [spec(i) for i in prog.outputs],
         "ops": dict(sorted(ops.items())),
         "op_count": len(prog.ops),
+        "ops_imported": prog.meta.get("ops_imported", {}),
         "kernels": dict(sorted(kernels.items())),
         "memory": {
             "arena_bytes": sum(p.size for p in prog.pools),
@@ -204,7 +205,11 @@ def cmd_inspect(args) -> int:
             print(f"  {kind[:-1]:6s} {s['name']}: {s['dtype']}{s['shape']}")
     print(f"  memory: arena {m['arena_bytes']:,} B (lower bound {m['lower_bound_bytes']:,} B), "
           f"weights {m['weights_bytes']:,} B, file {m['file_bytes']:,} B")
-    print("  ops:    " + ", ".join(f"{k}×{v}" for k, v in info["ops"].items()))
+    before = info["ops_imported"]
+    if before:
+        print(f"  ops:    {sum(before.values())} imported -> {info['op_count']} compiled")
+        print("  before: " + ", ".join(f"{k}×{v}" for k, v in before.items()))
+    print("  after:  " + ", ".join(f"{k}×{v}" for k, v in info["ops"].items()))
     print("  kernels: " + ", ".join(f"{k}×{v}" for k, v in info["kernels"].items()))
     if info["target"] == "k210":
         from .format.reader import read_program

@@ -274,7 +274,7 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
     if not pools:
         pools = [PoolEntry("main", 0, 0)]
     program = Program(target.name, tensors, ops, [tid_of[id(v)] for v in graph.inputs], outputs, pools,
-                      {"graph": graph.name, **{k: v for k, v in graph.metadata.items() if isinstance(v, (str, int))}},
+                      {"graph": graph.name, **{k: v for k, v in graph.metadata.items() if isinstance(v, (str, int, dict))}},
                       constants)
     finish = getattr(target, "finish_program", None)   # target hook: relocation, budgets, reports
     return finish(program, graph) if finish is not None else program
