@@ -67,6 +67,7 @@ class TfliteImporter:
         self._dequantized: dict[int, Value] = {}
         self.shape_mismatches: list[str] = []
         self._bound: set[int] = set()  # ids of values already standing for a tensor
+        self.quantized_ops: dict = {}  # operator index -> integer converter (quantized models)
 
     def fail(self, msg: str) -> ModelImportError:
         return ModelImportError(f"{self.path}: {msg}")
@@ -102,7 +103,8 @@ class TfliteImporter:
             return self.env[ti]
         if t.is_const:
             if (t.quant is not None and t.dtype is not None and t.dtype.kind in "iu"
-                    and op.opcode not in _QUANT_OPS and op.opcode not in _MOVE_OPS):
+                    and op.opcode not in _QUANT_OPS and op.opcode not in _MOVE_OPS
+                    and op.index not in self.quantized_ops):
                 return self.dequantized(t, op)
             return self.const_value(t)
         if t.is_variable:
@@ -154,11 +156,12 @@ class TfliteImporter:
                     and np.array_equal(self.subgraph.tensors[o].quant.zero_point, t.quant.zero_point)
                     for o in op.outputs if o >= 0)
                 if not same:
-                    quantized.append(f"#{op.index} {op.label} reads {t.type_name} tensor {t.name!r}")
-        if quantized:
-            raise self.fail(f"this is a quantized TFLite model ({len(quantized)} operator(s) compute on "
-                            f"quantized integer tensors, e.g. {'; '.join(quantized[:3])}); npuc imports float "
-                            f"TFLite models and fp16/int8 weight-only models for now")
+                    quantized.append(op)
+                    break
+        if quantized:  # a quantized model: these ops get npuc's integer ops (see .quantized)
+            from .quantized import plan
+
+            self.quantized_ops = plan(self, quantized)
 
     def check_tensor(self, t: TensorInfo, v: Value, op: OperatorInfo) -> None:
         if v.dtype != t.dtype and t.dtype is not None:
@@ -208,7 +211,7 @@ class TfliteImporter:
     def convert(self, op: OperatorInfo) -> None:
         inputs = [self.value_of(ti, op) for ti in op.inputs]
         ctx = ConvertContext(self, op, inputs)
-        fn = find_converter(op)
+        fn = self.quantized_ops.get(op.index) or find_converter(op)
         try:
             outs = fn(ctx)
         except ModelImportError:
