@@ -230,15 +230,16 @@ def test_int8_classifier_matches_reference():
     data, inputs, ref = _fixture()
     name = next(iter(inputs))
     out = next(iter(ref))
-    got = np.concatenate([run_npuc(data, {name: x[None]})[out] for x in inputs[name]])
+    got = np.stack([run_npuc(data, {name: x})[out] for x in inputs[name]])
     r = ref[out].reshape(got.shape)
     assert got.dtype == r.dtype == np.int8
     d = np.abs(got.astype(np.int64) - r.astype(np.int64))
     print(f"classifier: exact {np.mean(d == 0):.4f} of {d.size} codes, max diff {d.max()}")
     assert d.max() <= 1
-    assert np.array_equal(got.argmax(-1), r.argmax(-1))
+    top1 = r.reshape(len(r), -1).argmax(-1)
+    assert np.array_equal(got.reshape(len(r), -1).argmax(-1), top1)
     labels = json.loads((DATA.parents[0] / "digits_dwcnn" / "manifest.json").read_text())["extra"]["test_labels"]
-    assert np.mean(r.argmax(-1) == np.asarray(labels)[:len(r)]) >= 0.75
+    assert np.mean(top1 == np.asarray(labels)[:len(r)]) >= 0.75
 
 
 def test_int8_classifier_live_interpreter_and_graph():
@@ -246,8 +247,8 @@ def test_int8_classifier_live_interpreter_and_graph():
 
     data, inputs, ref = _fixture()
     name = next(iter(inputs))
-    live = run_tflite(data, {name: inputs[name][:1]})
-    assert np.array_equal(next(iter(live.values())), ref[next(iter(ref))][:1])
+    live = run_tflite(data, {name: inputs[name][0]})
+    assert np.array_equal(next(iter(live.values())), ref[next(iter(ref))][0])
     g = import_tflite(str(DATA / "model.tflite"))
     ops = g.op_counts()
     assert ops.get("QConv", 0) >= 7 and ops.get("QGemm", 0) == 1 and ops.get("QAdd", 0) == 1, ops
