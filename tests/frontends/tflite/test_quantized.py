@@ -263,3 +263,15 @@ def test_int8_classifier_cli_compare(tmp_path):
     assert main(["compile", str(DATA / "model.tflite"), "-o", str(out)]) == 0
     assert main(["compare", str(out), "--reference", str(DATA / "model.tflite"),
                  "--input", str(DATA / "inputs.npz")]) == 0
+
+
+def test_int8_classifier_vs_xnnpack_kernels():
+    """The interpreter's default (XNNPACK) int8 kernels requantize with one rounding, like npuc:
+    measured bit-exact on the fixture (ai-edge-litert 1.x)."""
+    data, inputs, ref = _fixture()
+    name = next(iter(inputs))
+    got = np.stack([run_npuc(data, {name: x})["logits"] for x in inputs[name]]).astype(np.int64)
+    live = np.stack([run_tflite(data, {name: x}, delegates=True)["logits"] for x in inputs[name]]).astype(np.int64)
+    d = np.abs(got - live)
+    print(f"classifier vs XNNPACK: exact {np.mean(d == 0):.4f}, max diff {d.max()}")
+    assert d.max() <= 1 and np.mean(d == 0) >= 0.95
