@@ -173,16 +173,23 @@ def quantize_multiplier(real) -> tuple[np.ndarray, np.ndarray]:
 
 
 def requantize(acc, m, n, zero_point, lo: int, hi: int) -> np.ndarray:
-    """Reference requantization: ``clamp(z + ((acc·m + 2^(n−1)) >> n), lo, hi)`` in int64.
+    """Reference requantization: ``clamp(z + ((acc·m + 2^(n−1)) >> n), lo, hi)``, exact.
 
     ``acc``, ``m``, ``n``, ``zero_point`` broadcast together. Round half up (toward +∞).
+    ``acc · m`` can exceed int64 when int16 activations meet long reductions, so the
+    product is formed in two halves of ``m`` (``m = mh·2^16 + ml``): for ``n ≥ 16``,
+    ``(acc·m + r) >> n = (acc·mh + ((acc·ml + r) >> 16)) >> (n − 16)`` exactly, which is
+    safe for ``|acc| < 2^47``.
     """
     acc = np.asarray(acc, np.int64)
     m = np.asarray(m, np.int64)
     n = np.asarray(n, np.int64)
-    prod = acc * m
     rnd = np.where(n > 0, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), 0)
-    y = np.right_shift(prod + rnd, n) + np.asarray(zero_point, np.int64)
+    mh = np.right_shift(m, 16)
+    ml = m - np.left_shift(mh, 16)
+    wide = np.right_shift(acc * mh + np.right_shift(acc * ml + rnd, 16), np.maximum(n - 16, 0))
+    narrow = np.right_shift(acc * m + rnd, n)          # n < 16: M ≥ 2^15, accumulators are small
+    y = np.where(n >= 16, wide, narrow) + np.asarray(zero_point, np.int64)
     return np.clip(y, lo, hi)
 
 

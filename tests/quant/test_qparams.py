@@ -117,3 +117,13 @@ def test_qtype_parse():
     assert QType.parse("INT8") is QType.INT8
     with pytest.raises(OptionError, match="uint8, int8, int16"):
         QType.parse("int4")
+
+
+def test_requantize_exact_for_accumulators_beyond_int32():
+    # int16 activations × int8 weights over long reductions: acc·m would overflow int64
+    accs = np.array([2 ** 34 + 12345, -(2 ** 35) - 7, 2 ** 40 + 1, -(2 ** 44), 3], np.int64)
+    for real in (1e-6, 3.3e-9, 0.0123):
+        m, n = quantize_multiplier(real)
+        got = requantize(accs, m, n, 0, -(2 ** 62), 2 ** 62)
+        want = [_exact_round_half_up(int(a), int(m), int(n)) for a in accs]
+        assert got.tolist() == want
