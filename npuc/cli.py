@@ -6,6 +6,7 @@ no traceback unless ``--verbose``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -233,27 +234,38 @@ def _random_feeds(specs, seed=0):
     return feeds
 
 
-def set_threads(n: int | None) -> None:
+@contextlib.contextmanager
+def thread_limit(n: int | None):
+    """Limit BLAS (threadpoolctl) and numba threads to ``n`` inside the block, then restore."""
     if not n:
+        yield
         return
-    try:
-        from threadpoolctl import threadpool_limits
+    with contextlib.ExitStack() as stack:
+        try:
+            from threadpoolctl import threadpool_limits
 
-        threadpool_limits(n)
-    except ImportError:
-        logging.getLogger(__name__).warning("threadpoolctl is not installed: BLAS thread count unchanged")
-    try:
-        import numba
+            stack.enter_context(threadpool_limits(n))
+        except ImportError:
+            logging.getLogger(__name__).warning("threadpoolctl is not installed: BLAS thread count unchanged")
+        try:
+            import numba
 
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except Exception:
-        pass
+            before = numba.get_num_threads()
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+            stack.callback(numba.set_num_threads, before)
+        except Exception:  # numba without threading support: nothing to limit
+            pass
+        yield
 
 
 def cmd_bench(args) -> int:
+    with thread_limit(args.threads):
+        return _bench(args)
+
+
+def _bench(args) -> int:
     from .runtime.session import load
 
-    set_threads(args.threads)
     t0 = time.perf_counter()
     sess = load(args.model, threads=args.threads)
     feeds = _load_npz(args.input) if args.input else _random_feeds(sess.inputs)
