@@ -7,6 +7,7 @@ calibration pass costs about one float inference per sample plus the observers' 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -19,6 +20,17 @@ from .observers import make_observer
 from .qparams import QType
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def single_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        yield
+        return
+    with threadpool_limits(1, user_api="blas"):
+        yield
 
 
 def float_session(graph: Graph, target: str = "cpu"):
@@ -63,10 +75,14 @@ class Calibrator:
         self.samples += 1
 
     def run(self, samples: Iterable[Mapping[str, np.ndarray]], progress: Callable[[int], None] | None = None):
-        for i, s in enumerate(samples):
-            self.update(s)
-            if progress:
-                progress(i + 1)
+        # one BLAS thread: multi-threaded GEMMs sum in a thread-count-dependent order, which
+        # moved calibrated ranges in the 7th digit and made compiles differ between machines
+        # with different core counts
+        with single_blas_thread():
+            for i, s in enumerate(samples):
+                self.update(s)
+                if progress:
+                    progress(i + 1)
         return self
 
     def ranges(self, precision_of: Callable[[str], str], *, int8_symmetric: bool = False

@@ -66,6 +66,15 @@ def calibrate_graph(graph: Graph, opts, *, timings=None) -> Calibrator:
 
 
 def quantize_model(graph: Graph, opts, *, timings=None) -> Graph:
+    """Calibrate (if needed), choose precisions, quantize. Every float run in here uses one
+    BLAS thread, so the result does not depend on the machine's core count."""
+    from .calibrate import single_blas_thread
+
+    with single_blas_thread():
+        return _quantize_model(graph, opts, timings=timings)
+
+
+def _quantize_model(graph: Graph, opts, *, timings=None) -> Graph:
     overrides, ranges = {}, {}
     if opts.quant_scheme:
         overrides, ranges = read_scheme(opts.quant_scheme)

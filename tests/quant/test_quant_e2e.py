@@ -136,3 +136,16 @@ def test_dump_quant_error_and_mixed_precision(tmp_path):
 
     dtypes = {t.dtype for t in read_program(out).tensors if t.kind == "arena"}
     assert "int16" in dtypes and "int8" in dtypes  # some layers promoted, the rest stay int8
+
+
+def test_compile_does_not_depend_on_thread_count(tmp_path):
+    from threadpoolctl import threadpool_limits
+
+    d = DATA / "mtcnn_pnet"
+    outs = []
+    for n in (1, 2):
+        with threadpool_limits(n):
+            p = tmp_path / f"t{n}.npuc"
+            npuc.compile(d / "model.onnx", p, dataset=str(d / "calib.npz"))
+            outs.append(p.read_bytes())
+    assert outs[0] == outs[1]
