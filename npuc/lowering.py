@@ -21,6 +21,7 @@ from .format.writer import layout_constants
 from .ir import Graph, Value
 from .memory import Buffer, plan_memory
 from .runtime.kernels.base import select_kernel
+from .runtime.kernels.basic import CONCAT_IN_PLACE
 from .targets.base import Target
 
 
@@ -144,7 +145,6 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
             return True
 
         concat_roots: set[int] = set()
-        from .runtime.kernels.basic import CONCAT_IN_PLACE
 
         for i, lo in enumerate(lowered):
             n, k = lo.node, lo.kernel
@@ -153,7 +153,7 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
                 continue
             out = n.outputs[0]
             if allow_concat and n.op == "Concat" and len(n.inputs) > 1 and concat_in_place(n):
-                lo.kernel, lo.prepared = CONCAT_IN_PLACE, CONCAT_IN_PLACE.prepare(n)
+                concat_ops.add(i)
                 continue
             if k.alias:
                 if out.nbytes == x.nbytes:

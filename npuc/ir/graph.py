@@ -13,7 +13,7 @@ Invariants (checked by :func:`npuc.ir.verify.verify`):
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import numpy as np

@@ -91,7 +91,6 @@ def _match_swish(graph, n):
 def _clip_relu6_of_x_plus_3(v, x):
     clip = _prod(v, "Clip")
     if clip is None or not (_close(_c(clip.input(1)), 0.0) and _close(_c(clip.input(2)), 6.0)):
-        relu = None
         return None
     add = _prod(clip.inputs[0], "Add")
     if add is None or _other(add, x) is None or not _close(_c(_other(add, x)), 3.0):

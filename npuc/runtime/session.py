@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import InputError, KernelError, NpucError
 from ..format.reader import const_view, read_program
-from ..format.schema import ARENA, CONST, Program
+from ..format.schema import CONST, Program
 from .kernels.base import Binding, kernel_by_name
 from .kernels.epilogue import make_epilogue
 from ..ops.registry import get_op

@@ -54,7 +54,7 @@ import numpy as np
 from ...ops.spatial import window_geometry
 from .base import Binding, Kernel, Prepared, register_kernel
 from .qcommon import (F32_EXACT, F64_EXACT, I64, carve, carve_bytes, channel_count_ok, code_amax, greedy_chunks,
-                      is_int_code, per_channel, ro, ro_inputs, rq_arrays, scalar_rq, shift_ok)
+                      is_int_code, ro, ro_inputs, rq_arrays, scalar_rq, shift_ok)
 from .qloops import jit, qwindow_scratch
 
 F32 = np.dtype(np.float32)

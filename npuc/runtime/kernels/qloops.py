@@ -211,7 +211,6 @@ def qim2col_planes(x4, col, padv, C4, H, W, KH, KW, sh, sw, dh, dw, pt, pl, OH, 
     reduction index is ordered (i, j, channel), so row ``(i·KW + j)·C4 + c4`` of
     ``col (K4, Pp)`` is plane ``c4`` of ``x4`` shifted by tap (i, j) — an int32 copy per output
     row, padding ``padv`` (the zero point in every code of the int32)."""
-    P = OH * OW
     for i in range(KH):
         for j in range(KW):
             off = j * dw - pl

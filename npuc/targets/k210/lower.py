@@ -682,7 +682,6 @@ class K210Lowering:
         if not self.use_cost:
             return None
         cpu = spec.macs * cost.CPU_INT_MAC
-        rows, cols = plan.rows, plan.cols
         # KPU: compute on the whole map + moves
         hm, wm = (plan.src_map.hw if plan.src_map is not None else (plan.upload[0].size, plan.upload[1].size))
         lay = row_layout(wm)
