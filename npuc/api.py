@@ -33,6 +33,7 @@ class CompileOptions:
     dump_dir: str | None = None
     verify_passes: bool = False
     optimize: bool = True                     # False: clean-up passes only (no fusion), to measure fusion
+    equalize: bool | None = None              # cross-layer equalization before quantizing (default: cpu only)
     # quantization (any of dataset / quant_type / quant_scheme turns it on)
     dataset: str | None = None
     calib_samples: int | None = None
@@ -124,7 +125,8 @@ def optimize(graph: Graph, opts: CompileOptions) -> Graph:
                               "--quant-type and --quant-scheme; npuc keeps the model's own scales")
         # QDQ groups become integer ops before any folding turns integer weights into float
         prequantized_pipeline().run(graph, dump_dir=opts.dump_dir, verify_each=opts.verify_passes)
-    pipeline = pipeline_for(opts.target, quantize=opts.quantize, optimize=opts.optimize)
+    equalize = opts.equalize if opts.equalize is not None else opts.target == "cpu"
+    pipeline = pipeline_for(opts.target, quantize=opts.quantize, optimize=opts.optimize, equalize=equalize)
     pipeline.run(graph, dump_dir=opts.dump_dir, verify_each=opts.verify_passes)
     return graph
 

@@ -224,3 +224,26 @@ def test_reshape_chains_collapse_and_cse():
     y = b.op("Add", [e1, e2])
     g = optimize_and_compare(b.model(y))
     assert ops(g) == ["Reshape", "Exp", "Add"]
+
+
+def test_cross_layer_equalization_keeps_outputs_and_evens_ranges():
+    from npuc.passes.equalize import equalize_cross_layer
+
+    b = B()
+    # a depthwise conv whose channels have very different weight ranges, then a 1x1 conv
+    wd = (rng.standard_normal((4, 1, 3, 3)) * np.array([0.01, 1, 10, 0.1]).reshape(4, 1, 1, 1)).astype(np.float32)
+    y = b.op("Conv", ["x", b.c(wd), b.c(rng.standard_normal(4).astype(np.float32))], group=4, pads=[1] * 4)
+    y = b.op("Relu", [y])
+    w2 = b.c((rng.standard_normal((6, 4, 1, 1)) * 0.3).astype(np.float32))
+    y = b.op("Conv", [y, w2])
+    model = b.model(y)
+    feeds = {"x": rng.standard_normal((1, 4, 8, 8)).astype(np.float32)}
+    want = run_ort(model, feeds)[0]
+    g = import_onnx("<test>", model=model)
+    cpu_pipeline().run(g)
+    before = np.abs(g.nodes[0].inputs[1].const).reshape(4, -1).max(axis=1)
+    assert equalize_cross_layer(g)
+    verify(g)
+    after = np.abs(g.nodes[0].inputs[1].const).reshape(4, -1).max(axis=1)
+    assert after.max() / after.min() < before.max() / before.min() / 10
+    np.testing.assert_allclose(interpret(g, feeds)[g.outputs[0].name], want, rtol=1e-4, atol=1e-5)

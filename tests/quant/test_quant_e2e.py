@@ -13,10 +13,10 @@ from npuc.errors import NpucError, OptionError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 REAL = {"digits_dwcnn": "model.onnx", "mtcnn_pnet": "model.onnx", "blazeface_short": "model_tf2onnx.onnx"}
-# worst per-sample output cosine required. BlazeFace misses the 0.99 goal with plain PTQ:
-# npuc reaches 0.969 on its worst test image (onnxruntime's quantizer: 0.955-0.960 with the
-# same data); --auto-mixed-precision closes the gap (see docs/quantization.md).
-MIN_COSINE = {"digits_dwcnn": 0.99, "mtcnn_pnet": 0.99, "blazeface_short": 0.96}
+# worst per-sample output cosine required. BlazeFace misses the 0.99 goal on its worst test
+# image (0.983 with cross-layer equalization, 0.969 without; onnxruntime's quantizer:
+# 0.955-0.960 with the same data); its aggregate over the test set is above 0.99.
+MIN_COSINE = {"digits_dwcnn": 0.99, "mtcnn_pnet": 0.99, "blazeface_short": 0.98}
 
 
 def _cosines(path, case):
@@ -41,6 +41,10 @@ def test_real_models_quantized_cosine(case, qt, tmp_path):
     worst, got, ref = _cosines(out, case)
     for k, c in worst.items():
         assert c >= MIN_COSINE[case], (case, qt, k, c)
+    # over the whole test set every model reaches the 0.99 goal
+    stacked = {k: np.stack([g[k] for g in got]) for k in got[0]}
+    for k, r in compare_outputs(stacked, {k: ref[k][:len(got)] for k in stacked}).items():
+        assert r["cosine"] >= 0.99, (case, qt, k, r["cosine"])
     if case == "digits_dwcnn":
         # the top-1 class agrees with the float model on every test sample
         for i, g in enumerate(got):
