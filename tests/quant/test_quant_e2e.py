@@ -153,3 +153,19 @@ def test_compile_does_not_depend_on_thread_count(tmp_path):
             npuc.compile(d / "model.onnx", p, dataset=str(d / "calib.npz"))
             outs.append(p.read_bytes())
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize("qt", ["uint8", "int8"])
+def test_blazeface_tflite_ptq(qt, tmp_path):
+    """The MediaPipe .tflite imported and quantized after training: cosine ≥ 0.99 against the
+    TFLite interpreter's float outputs over the test set."""
+    d = DATA / "blazeface_short"
+    out = tmp_path / "b.npuc"
+    npuc.compile(d / "model.tflite", out, dataset=str(d / "calib.npz"), quant_type=qt)
+    sess = npuc.load(out)
+    test, ref = dict(np.load(d / "test.npz")), dict(np.load(d / "ref.npz"))
+    got = [sess.run({"input": x}) for x in test["input"]]
+    stacked = {k: np.stack([g[k] for g in got]) for k in got[0]}
+    for k, r in compare_outputs(stacked, ref).items():
+        assert r["cosine"] >= 0.99, (qt, k, r["cosine"])
+    assert "Conv" not in inspect_dict(str(out))["ops"]
