@@ -26,7 +26,8 @@ from npuc.quant.observers import METHODS  # noqa: E402
 from npuc.quant.quantize import QuantConfig, quantize_graph  # noqa: E402
 from npuc.quant.report import output_cosines  # noqa: E402
 
-CASES = {"digits_dwcnn": "model.onnx", "mtcnn_pnet": "model.onnx", "blazeface_short": "model_tf2onnx.onnx"}
+CASES = {"digits_dwcnn": "model.onnx", "mtcnn_pnet": "model.onnx", "blazeface_short": "model_tf2onnx.onnx",
+         "mobilenetv2_digits": "model.onnx", "resnet_digits": "model.onnx"}
 
 
 def main():
