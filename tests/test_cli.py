@@ -111,5 +111,8 @@ def test_session_input_errors(digits_npuc):
         sess.run({"input": np.zeros((1, 1, 16, 15), np.float32)})
     with pytest.raises(InputError, match="dtype int64"):
         sess.run({"input": np.zeros((1, 1, 16, 16), np.int64)})
+    # lossless casts and float64 -> float32 are accepted
+    for dt in (np.float64, np.uint8, np.float16):
+        assert sess.run({"input": np.zeros((1, 1, 16, 16), dt)})["logits"].shape == (1, 10)
     with pytest.raises(InputError, match="unknown input"):
         sess.run({"input": np.zeros((1, 1, 16, 16), np.float32), "extra": np.zeros(1)})

@@ -125,7 +125,10 @@ class Session:
                 raise InputError(f"input {s.name!r} has shape {list(a.shape)}, the model expects "
                                  f"{list(s.shape)} ({expected})")
             if a.dtype != s.dtype:
-                if not np.can_cast(a.dtype, s.dtype, casting="same_kind") or a.dtype.kind != s.dtype.kind:
+                # accepted: lossless casts, and float64 → float32 (numpy's default float);
+                # never a narrowing integer cast, which could wrap silently
+                lossless = np.can_cast(a.dtype, s.dtype, casting="safe")
+                if not (lossless or (a.dtype.kind == "f" and s.dtype.kind == "f")):
                     raise InputError(f"input {s.name!r} has dtype {a.dtype}, the model expects {s.dtype} "
                                      f"({expected})")
             arrays.append(a)
