@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 from ..ir import QuantParams
-from .qparams import QParams, QType, quantize_multiplier
+from .qparams import QParams, QType, add_multipliers, quantize_multiplier
+from .qparams import lut_table as _lut_table
 
 #: integer types npuc's integer kernels take for activations and outputs
 ACT_DTYPES = (np.dtype("uint8"), np.dtype("int8"), np.dtype("int16"))
@@ -100,29 +101,16 @@ def identity_multiplier() -> tuple[int, int]:
 
 
 def qadd_attrs(a: QP, b: QP, y: QP, sign: int = 1) -> dict:
-    """QAdd multipliers: one shift for both inputs, the larger ratio gets a 30-bit mantissa."""
+    """QAdd attributes; the ratios in float32, as onnxruntime computes them."""
     ra = float(np.float32(a.s) / np.float32(y.s))
     rb = float(np.float32(b.s) / np.float32(y.s))
-    big = max(ra, rb, 1e-30)
-    shift = int(min(62, max(0, 30 - int(np.floor(np.log2(big))) - 1)))
-    return {"a_zp": a.z, "b_zp": b.z, "y_zp": y.z, "a_mult": int(round(ra * 2.0 ** shift)),
-            "b_mult": int(round(rb * 2.0 ** shift)) * sign, "shift": shift}
+    am, bm, shift = add_multipliers(ra, rb, sign)
+    return {"a_zp": a.z, "b_zp": b.z, "y_zp": y.z, "a_mult": am, "b_mult": bm, "shift": shift}
 
 
 def lut_table(fn: Callable[[np.ndarray], np.ndarray], x: QP, y: QP) -> np.ndarray:
-    """The QLut table of ``y = Q(fn(DQ(x)))``: 256 entries for 8-bit inputs, 513 knots
-    (step 128, the last one extrapolated past qmax) for 16-bit ones."""
-    if x.dtype.itemsize == 1:
-        codes = np.arange(x.qmin, x.qmax + 1, dtype=np.int64)
-    elif x.dtype == np.int16:
-        codes = np.arange(513, dtype=np.int64) * 128 + x.qmin
-    else:
-        raise ValueError(f"no lookup table for {x.dtype} inputs")
-    xs = ((codes - x.z) * np.float64(x.s)).astype(np.float32)
-    with np.errstate(all="ignore"):
-        ys = np.asarray(fn(xs), np.float32)
-    q = np.rint(ys / np.float32(y.s)).astype(np.float64) + y.z
-    return np.clip(np.nan_to_num(q, nan=y.z), y.qmin, y.qmax).astype(np.int32)
+    """:func:`npuc.quant.qparams.lut_table` for Q/DQ parameters."""
+    return _lut_table(fn, x.qparams(), y.qparams())
 
 
 def bias_at_scale(bias_int, bias_qp: QP | None, acc_scale: np.ndarray, channels: int,

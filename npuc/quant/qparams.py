@@ -193,6 +193,34 @@ def requantize(acc, m, n, zero_point, lo: int, hi: int) -> np.ndarray:
     return np.clip(y, lo, hi)
 
 
+def add_multipliers(ra: float, rb: float, sign: int = 1) -> tuple[int, int, int]:
+    """QAdd's ``(a_mult, b_mult, shift)`` for real ratios ``ra = s_a/s_y``, ``rb = s_b/s_y``:
+    one shift for both inputs, the larger ratio gets a 30-bit mantissa; ``sign = −1`` for Sub."""
+    big = max(ra, rb, 1e-30)
+    shift = int(min(62, max(0, 30 - int(np.floor(np.log2(big))) - 1)))
+    return int(round(ra * 2.0 ** shift)), int(round(rb * 2.0 ** shift)) * sign, shift
+
+
+def lut_table(fn, x: QParams, y: QParams) -> np.ndarray:
+    """The QLut table of ``y = Q(fn(DQ(x)))`` (per-tensor parameters): 256 entries for 8-bit
+    inputs, 513 knots (step 128, the last one extrapolated one step past qmax) for int16.
+    A NaN result maps to the output zero point."""
+    xt, yt = x.qtype, y.qtype
+    if xt.bits == 8:
+        codes = np.arange(xt.qmin, xt.qmax + 1, dtype=np.int64)
+    elif xt == QType.INT16:
+        codes = np.arange(513, dtype=np.int64) * 128 + xt.qmin
+    else:
+        raise ValueError(f"no lookup table for {xt.value} inputs")
+    sx, zx = float(np.asarray(x.scale).reshape(-1)[0]), int(np.asarray(x.zero_point).reshape(-1)[0])
+    sy, zy = float(np.asarray(y.scale).reshape(-1)[0]), int(np.asarray(y.zero_point).reshape(-1)[0])
+    xs = ((codes - zx) * np.float64(sx)).astype(np.float32)
+    with np.errstate(all="ignore"):
+        ys = np.asarray(fn(xs), np.float32)
+    q = np.rint(ys / np.float32(sy)).astype(np.float64) + zy
+    return np.clip(np.nan_to_num(q, nan=zy), yt.qmin, yt.qmax).astype(np.int32)
+
+
 def quantize_bias(bias, s_x: float, s_w) -> np.ndarray:
     """int32 bias at the accumulator scale ``s_x · s_w`` (per channel), round half to even."""
     s = np.asarray(s_x, np.float64) * np.asarray(s_w, np.float64)

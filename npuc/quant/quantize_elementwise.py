@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from ..ir import Node
-from .qparams import activation_bounds, dequantize, quantize, quantize_multiplier
+from .qparams import activation_bounds, add_multipliers, lut_table, quantize, quantize_multiplier
 from .quantize_values import QuantizerBase, _Fallback, _from_ir, _scalar
 
 
@@ -30,12 +30,7 @@ class ElementwiseHandlers(QuantizerBase):
         sa, za = _scalar(_from_ir(aq))
         sb, zb = _scalar(_from_ir(bq))
         sy, zy = _scalar(qy)
-        ra, rb = sa / sy, sb / sy
-        # one shift for both: the larger multiplier gets a 30-bit mantissa
-        big = max(ra, rb, 1e-30)
-        shift = int(min(62, max(0, 30 - int(np.floor(np.log2(big))) - 1)))
-        am = int(round(ra * 2.0 ** shift))
-        bm = int(round(rb * 2.0 ** shift)) * sign
+        am, bm, shift = add_multipliers(sa / sy, sb / sy, sign)
         lo, hi = self.clamp_bounds(n.attrs.get("activation"), qy)
         y = self.add("QAdd", [aq, bq], {"a_zp": za, "b_zp": zb, "y_zp": zy, "a_mult": am, "b_mult": bm,
                                          "shift": shift, "act_min": lo, "act_max": hi, "out_dtype": qt.value},
@@ -184,20 +179,8 @@ class ElementwiseHandlers(QuantizerBase):
     def lut(self, n: Node, fn: Callable[[np.ndarray], np.ndarray]) -> bool:
         prec, qt, qy = self.out_qparams(n)
         xq = self.as_q(n.inputs[0], prec)
-        qx = _from_ir(xq)
-        if qt.bits == 8:
-            codes = np.arange(qt.qmin, qt.qmax + 1)
-        else:
-            codes = np.clip(np.arange(513) * 128 + qt.qmin, qt.qmin, qt.qmax + 1)  # 513 knots
-        xs = dequantize(np.minimum(codes, qt.qmax).astype(qt.dtype), qx).astype(np.float64)
-        if qt.bits != 8:
-            # the last knot sits one step past qmax: extrapolate its input linearly
-            s, z = _scalar(qx)
-            xs = (codes - z) * s
-        with np.errstate(all="ignore"):
-            ys = fn(xs.astype(np.float32))
-        table = quantize(ys, qy).astype(np.int64)
-        y = self.add("QLut", [xq], {"table": table.astype(np.int32), "out_dtype": qt.value},
+        table = lut_table(fn, _from_ir(xq), qy)
+        y = self.add("QLut", [xq], {"table": table, "out_dtype": qt.value},
                      out_name=n.outputs[0].name, name=n.name)
         self.set_q(n.outputs[0], y, qy)
         return True
