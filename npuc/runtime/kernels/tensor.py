@@ -42,6 +42,16 @@ def _present(a) -> bool:
 
 
 # ---------------------------------------------------------------- Concat / Split
+def copy_pairs(pairs):
+    """A closure copying each ``(dst, src)`` view pair (views made once, at load time)."""
+    copy = np.copyto
+
+    def run():
+        for dst, src in pairs:
+            copy(dst, src)
+    return run
+
+
 @register_kernel
 class ConcatCopy(Kernel):
     op, name = "Concat", "concat_copy"
@@ -58,12 +68,7 @@ class ConcatCopy(Kernel):
                 idx = (slice(None),) * axis + (slice(pos, pos + n),)
                 pairs.append((out[idx], x))
             pos += n
-        copy = np.copyto
-
-        def run():
-            for dst, src in pairs:
-                copy(dst, src)
-        return run
+        return copy_pairs(pairs)
 
 
 @register_kernel
@@ -80,12 +85,7 @@ class SplitCopy(Kernel):
         for out, n in zip(b.outputs, sizes):
             pairs.append((out, x[(slice(None),) * axis + (slice(pos, pos + n),)]))
             pos += n
-        copy = np.copyto
-
-        def run():
-            for dst, src in pairs:
-                copy(dst, src)
-        return run
+        return copy_pairs(pairs)
 
 
 # ---------------------------------------------------------------- Transpose / Slice / Gather
