@@ -35,15 +35,16 @@ def simplify() -> Fixpoint:
     ))
 
 
-def fuse(*, clamps_only: bool = False) -> Fixpoint:
+def fuse(*, clamps_only: bool = False, fuse_pass=None) -> Fixpoint:
     """Fold affine ops and padding into linear ops, then fuse activations into producers
-    (only Relu/Clip when the graph is going to be quantized)."""
+    (only Relu/Clip/PRelu/LeakyRelu when the graph is going to be quantized; a target may
+    give its own activation fusion pass)."""
     return Fixpoint("fuse", (
         fold_batchnorm,
         fold_mul_add_into_linear,
         fold_pad,
         fold_constants,
-        fuse_clamp_activations if clamps_only else fuse_activations,
+        fuse_pass or (fuse_clamp_activations if clamps_only else fuse_activations),
         dead_code_elimination,
     ))
 
@@ -64,6 +65,18 @@ def quant_pipeline(*, equalize: bool = True) -> Pipeline:
     return Pipeline("quant", steps)
 
 
+def k210_pipeline(*, equalize: bool = False) -> Pipeline:
+    """The quantization pipeline with the K210's own steps (npuc/targets/k210/prepare.py):
+    per-channel PRelu kept apart from KPU-able convolutions, and layers with more than 1024
+    input channels split into parts the KPU can run, before calibration sees the graph."""
+    from ..targets.k210.prepare import fuse_kpu_activations, split_wide_inputs
+
+    steps = [simplify(), fuse(fuse_pass=fuse_kpu_activations), split_wide_inputs, simplify()]
+    if equalize:
+        steps += [equalize_cross_layer, equalize_cross_layer]
+    return Pipeline("k210", steps)
+
+
 def no_fusion_pipeline() -> Pipeline:
     """Only clean-up (used to measure what fusion gains)."""
     return Pipeline("cleanup-only", [basic_cleanup()])
@@ -72,6 +85,8 @@ def no_fusion_pipeline() -> Pipeline:
 def pipeline_for(target: str, *, optimize: bool = True, quantize: bool = False, equalize: bool = True) -> Pipeline:
     if not optimize:
         return no_fusion_pipeline()
+    if target == "k210":
+        return k210_pipeline(equalize=equalize)
     if quantize:
         return quant_pipeline(equalize=equalize)
     return cpu_pipeline()

@@ -78,6 +78,8 @@ _CPU_REASONS = {
     "QLut": "lookup-table activation on its own (the KPU's activation table belongs to a convolution layer)",
     "QPRelu": "PReLU on its own (per-channel slopes do not fit the KPU's shared activation table)",
     "Requantize": "requantization between precisions",
+    "Split": "splits a tensor (a CPU copy; e.g. the input channels of a layer wider than the KPU's 1024, "
+             "whose partial sums are added on the CPU)",
     "Reshape": "layout op (a view on the CPU)",
     "Flatten": "layout op (a view on the CPU)",
     "Squeeze": "layout op (a view on the CPU)",

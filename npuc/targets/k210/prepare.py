@@ -1,0 +1,157 @@
+"""Float-graph passes for the k210 target, run before calibration so that the quantizer
+gives every tensor the KPU layers need its own calibrated scale.
+
+* :func:`fuse_kpu_activations` fuses what the KPU's activation table can apply (Relu,
+  Clip, LeakyRelu, and PRelu whose slope is the same for every channel) into the
+  convolution, like the cpu target's ``fuse_clamp_activations``; a *per-channel* PRelu
+  after a convolution the KPU can run stays its own op. The KPU's 16-segment table is
+  shared by all output channels of a layer, so a convolution with a per-channel PRelu
+  fused in would run whole on the RISC-V CPU (MTCNN's P-Net: every convolution). Kept
+  apart, the convolution runs on the KPU and only the cheap elementwise PRelu on the CPU,
+  at the cost of one more uint8 rounding (of the pre-activation).
+* :func:`split_wide_inputs` splits a convolution or fully-connected layer with more
+  input channels than a KPU layer takes (1024) into input-channel parts whose partial
+  sums are added on the CPU: ``conv(x, W) = Σ_p conv(x_p, W_p)`` with ``x_p`` the p-th
+  channel slice and the bias (and the fused activation) on the sum. Each part is a KPU
+  layer; its partial result is a calibrated uint8 tensor and the sum an integer ``QAdd``
+  (MobileNetV2's 1280→1000 classifier, ResNet-50's 2048-channel layers).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...ir import Graph, Node, Value
+from ...passes.fuse_activation import INTEGER_EPILOGUES, _fuse
+from ...passes.manager import graph_pass
+from .spec import MAX_IN_CHANNELS
+
+
+def _kpu_kernel(n: Node) -> bool:
+    """Whether the geometry of float ``Conv`` node ``n`` is one the k210 lowering can put on
+    the KPU (1x1/3x3 stride 1 or 2, or 4x4..6x6 stride 2 through space-to-depth; normal or
+    depthwise; no dilation). Quantization decides the rest."""
+    a = n.attrs
+    ks = list(a.get("kernel_shape") or n.inputs[1].shape[2:])
+    st = list(a.get("strides") or [1] * len(ks))
+    dl = list(a.get("dilations") or [1] * len(ks))
+    if len(ks) != 2 or ks[0] != ks[1] or st[0] != st[1] or any(d != 1 for d in dl):
+        return False
+    g = int(a.get("group", 1))
+    if g != 1 and not (g == n.inputs[0].shape[1] == n.inputs[1].shape[0]):
+        return False
+    return (ks[0] in (1, 3) and st[0] in (1, 2)) or (ks[0] in (4, 5, 6) and st[0] == 2 and g == 1)
+
+
+def _shared_table(act: Node) -> bool:
+    """Whether activation node ``act`` is one the KPU's shared activation table can apply
+    to a layer (anything but a PRelu with different slopes per channel)."""
+    if act.op != "PRelu":
+        return True
+    slope = np.asarray(act.inputs[1].const, np.float64)
+    return slope.size <= 1 or float(np.ptp(slope)) == 0.0
+
+
+@graph_pass("fuse_kpu_activations")
+def fuse_kpu_activations(graph: Graph) -> bool:
+    """``fuse_clamp_activations``, except a per-channel PRelu after a KPU-able convolution."""
+
+    def fusable(spec: dict, act: Node) -> bool:
+        if spec["op"] not in INTEGER_EPILOGUES:
+            return False
+        prod = act.inputs[0].producer
+        return _shared_table(act) or prod is None or prod.op != "Conv" or not _kpu_kernel(prod)
+
+    return _fuse(graph, fusable)
+
+
+# ----------------------------------------------------------------------------- input splits
+def _parts(c: int) -> list[tuple[int, int]]:
+    """Balanced input-channel ranges of at most MAX_IN_CHANNELS, multiples of 4 but the last."""
+    n = math.ceil(c / MAX_IN_CHANNELS)
+    step = math.ceil(c / n / 4) * 4
+    return [(c0, min(c, c0 + step)) for c0 in range(0, c, step)]
+
+
+def _wide(n: Node) -> int:
+    """The input-channel count of ``n`` when it is a layer to split, else 0."""
+    if n.op == "Conv":
+        x, w = n.inputs[0], n.inputs[1]
+        if x.rank == 4 and w.is_const and int(n.attrs.get("group", 1)) == 1 and x.shape[1] > MAX_IN_CHANNELS \
+                and _kpu_kernel(n) and (n.input(2) is None or n.input(2).is_const):
+            return x.shape[1]
+    elif n.op == "Gemm":
+        a, b, c = n.inputs[0], n.inputs[1], n.input(2)
+        if a.rank == 2 and not n.attrs.get("transA") and b.is_const and (c is None or c.is_const) \
+                and a.shape[1] > MAX_IN_CHANNELS:
+            return a.shape[1]
+    return 0
+
+
+def _activation_after(graph: Graph, v: Value, act: dict | None, index: int, name: str) -> tuple[Value, int]:
+    """Apply a fused activation ``act`` taken off a split layer: clamps stay fused on the
+    sum (``QAdd`` clamps), anything else becomes its own node after it."""
+    if act is None:
+        return v, index
+    op = act["op"]
+    attrs = {k: x for k, x in act.items() if k != "op"}
+    ins = [v]
+    if op == "Clip":
+        lo, hi = attrs.pop("min", None), attrs.pop("max", None)
+        ins += [None if lo is None else graph.add_const(f"{name}/min", np.array(lo, v.dtype)),
+                None if hi is None else graph.add_const(f"{name}/max", np.array(hi, v.dtype))]
+    elif op == "PRelu":
+        ins.append(graph.add_const(f"{name}/slope", np.asarray(attrs.pop("slope"), v.dtype)))
+    node = graph.make_node(op, ins, name=graph.unique_name(f"{name}/{op.lower()}"), attrs=attrs, index=index)
+    return node.outputs[0], index + 1
+
+
+@graph_pass("split_wide_inputs")
+def split_wide_inputs(graph: Graph) -> bool:
+    """Split Conv / Gemm layers with more than MAX_IN_CHANNELS inputs (see the module doc)."""
+    changed = False
+    for n in list(graph.nodes):
+        c = _wide(n)
+        if not c:
+            continue
+        parts = _parts(c)
+        at = graph.nodes.index(n)
+        x = n.inputs[0]
+        sizes = graph.add_const(f"{n.name}/split_sizes", np.array([c1 - c0 for c0, c1 in parts], np.int64))
+        split = graph.make_node("Split", [x, sizes], name=graph.unique_name(f"{n.name}/split_inputs"),
+                                attrs={"axis": 1}, index=at, num_outputs=len(parts))
+        at += 1
+        w, bias = n.inputs[1].const, n.input(2)
+        attrs = {k: v for k, v in n.attrs.items() if k != "activation"}
+        total = None
+        for i, ((c0, c1), xp) in enumerate(zip(parts, split.outputs)):
+            if n.op == "Conv":
+                wp = w[:, c0:c1]
+            else:
+                wp = w[:, c0:c1] if attrs.get("transB") else w[c0:c1]
+            ins = [xp, graph.add_const(f"{n.name}/w_in{c0}", np.ascontiguousarray(wp))]
+            if i == 0 and bias is not None:
+                ins.append(bias)
+            part = graph.make_node(n.op, ins, name=graph.unique_name(f"{n.name}/in{c0}_{c1}"), attrs=attrs,
+                                   index=at).outputs[0]
+            at += 1
+            if total is None:
+                total = part
+                continue
+            last = i == len(parts) - 1
+            act = n.attrs.get("activation") if last else None
+            clamp = act is not None and act["op"] in ("Relu", "Clip")
+            add = graph.make_node("Add", [total, part], name=graph.unique_name(f"{n.name}/sum{i}"),
+                                  attrs={"activation": act} if clamp else {}, index=at)
+            at += 1
+            total = add.outputs[0]
+            if last and act is not None and not clamp:
+                total, at = _activation_after(graph, total, act, at, n.name)
+        y = n.outputs[0]
+        graph.remove_node(n)
+        graph.replace_all_uses(y, total)
+        changed = True
+    if changed:
+        graph.prune_values()
+    return changed
