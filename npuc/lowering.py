@@ -129,7 +129,9 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
             if len({id(v) for v in ins}) != len(ins):
                 return False
             for v in ins:
-                if v is None or v.is_const or len(v.users) != 1 or v.producer is None:
+                # an input may have other readers: its bytes sit in its slice all the same
+                # (the whole group then lives as long as any member is read)
+                if v is None or v.is_const or v.producer is None:
                     return False
                 r = groups.find(id(v))
                 mem = members.get(r, [r])

@@ -143,7 +143,7 @@ def _conv_infer(ctx: InferContext):
 
 @register("KpuConv", attrs={"layers": REQUIRED, "in_map": REQUIRED, "out_map": REQUIRED, "kernel": 3,
                             "stride": 1, "depthwise": 0, "pool": "none", "act": "Identity", "fused": None,
-                            "row_tile": None},
+                            "row_tile": None, "residual_add": None},
           inputs=4, infer=_conv_infer)
 def kpu_conv(x, weights, bn, act_table, *, layers, in_map, out_map, **_info):
     """Run the KPU layers on a scratch AI SRAM: input map at 0, output map right after."""

@@ -103,6 +103,10 @@ def _quantize_model(graph: Graph, opts, *, timings=None) -> Graph:
     t0 = time.perf_counter()
     qgraph = quantize_graph(graph, ranges, cfg)
     Pipeline("post-quant", [Fixpoint("cleanup", (fold_constants, dead_code_elimination))]).run(qgraph)
+    if opts.target == "k210":   # adds the KPU runs as 1x1 layers: multipliers it represents exactly
+        from ..targets.k210.lower_add import snap_add_ratios
+
+        snap_add_ratios(qgraph)
     if timings is not None:
         timings["quantize"] = time.perf_counter() - t0
     if opts.bias_correction:

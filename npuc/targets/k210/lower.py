@@ -54,6 +54,7 @@ from .geometry import Axis, KMap, _in_limits, conv_axis, upload_axis
 from .layer_specs import (W_ZERO_POINT, ConvSpec, _scalar_q, build_layers, conv_spec,  # noqa: F401
                           gemm_spec, identify_lut, s2d_spec, split_channels)
 from .layout import fmap_bytes, row_layout
+from .lower_add import try_kpu_add
 from .memory_checks import (KpuMemoryError, MainSramError, check_kpu_memory, check_weights,  # noqa: F401
                             kpu_peak)
 from .spec import MAX_IN_HEIGHT, MAX_IN_WIDTH, MIN_IN_HEIGHT, MIN_IN_WIDTH, KpuError, KpuPool
@@ -119,7 +120,7 @@ class _Plan:
     hi: int = 255
 
 
-_LATER_KPU = ("QConv", "QGemm")
+_LATER_KPU = ("QConv", "QGemm", "QAdd")
 
 
 class K210Lowering:
@@ -517,8 +518,8 @@ class K210Lowering:
             if id(n) in self.fused_nodes:
                 continue
             reason = None
-            if n.op in ("QConv", "QGemm"):
-                reason = self.try_kpu(n)
+            if n.op in ("QConv", "QGemm", "QAdd"):
+                reason = self.try_kpu(n) if n.op != "QAdd" else try_kpu_add(self, n)
                 if reason is None:
                     continue
             self.cpu_node(n, reason or cpu_reason(n))

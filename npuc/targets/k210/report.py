@@ -44,6 +44,12 @@ def placement(program) -> dict:
             tot["transfers"] += 1
             tot["bytes_to_kpu" if op.op == "KpuUpload" else "bytes_from_kpu"] += cpu_side.nbytes
             tot["transfer_us"] += cost.us(cyc)
+        elif op.op == "Concat" and op.kernel == "concat_in_place" and all(
+                t[i].pool == "kpu" for i in op.outputs):
+            # the pair map of a KPU add: its producers wrote the maps side by side, nothing runs
+            cyc = 0
+            e.update(where="kpu", in_place=True, reason="two KPU maps side by side in AI SRAM, written there by "
+                                                       "their layers (no copy)")
         else:
             e.update(where="cpu", reason=reasons.get(op.name, f"{op.op} has no KPU equivalent"))
             tot["cpu_ops"] += 1

@@ -46,8 +46,11 @@ class K210Target(Target):
     # ---------------------------------------------------------------- lowering hooks
     @staticmethod
     def value_pool(v) -> str:
-        """KPU feature maps (outputs of KpuConv / KpuUpload) live in AI SRAM."""
+        """KPU feature maps (outputs of KpuConv / KpuUpload, and Concats of them) live in AI SRAM."""
         p = v.producer
+        if p is not None and p.op == "Concat" and p.inputs and all(   # the pair map of a KPU add
+                K210Target.value_pool(x) == KPU_POOL for x in p.inputs if x is not None):
+            return KPU_POOL
         return KPU_POOL if p is not None and p.op in _MAP_PRODUCERS else MAIN_POOL
 
     @staticmethod

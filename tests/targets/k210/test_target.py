@@ -198,7 +198,7 @@ def test_kpu_words_replay_on_one_sram(tmp_path):
     sess.run_observed({"input": np.load(d / "test.npz")["input"][0]}, lambda n, v: obs.__setitem__(n, v.copy()))
     t = prog.tensors
     sram = new_sram()
-    checked = 0
+    checked = pairs = 0
     for op in prog.ops:
         if op.op == "KpuUpload":
             res = get_op("KpuUpload").run([obs[t[op.inputs[0]].name]], op.attrs)[0]
@@ -214,6 +214,11 @@ def test_kpu_words_replay_on_one_sram(tmp_path):
                 run_layer(sram, lay["words"], weights=w[lay["w_offset"]:lay["w_offset"] + lay["w_bytes"]],
                           bn=bn[lay["bn_offset"]:lay["bn_offset"] + lay["channels"]],
                           act=act[lay["act_index"] * 18:(lay["act_index"] + 1) * 18])
+        elif op.op == "Concat" and t[op.outputs[0]].pool == "kpu":    # a KPU add's pair map
+            parts = [sram[t[i].offset:t[i].offset + t[i].nbytes].copy() for i in op.inputs]
+            o = t[op.outputs[0]].offset
+            sram[o:o + t[op.outputs[0]].nbytes] = np.concatenate(parts)
+            pairs += op.kernel == "concat_in_place"
         elif op.op == "KpuDownload":
             c, h, w_ = op.attrs["chw"]
             y0, x0 = op.attrs["window"]
@@ -221,7 +226,7 @@ def test_kpu_words_replay_on_one_sram(tmp_path):
             got = full[:, y0:y0 + h, x0:x0 + w_].reshape(op.attrs["out_shape"])
             np.testing.assert_array_equal(got, obs[t[op.outputs[0]].name])
             checked += 1
-    assert checked >= 10
+    assert checked >= 10 and pairs >= 10      # BlazeFace's residual adds run on the KPU
 
 
 # ----------------------------------------------------------------------------- real models
@@ -282,7 +287,7 @@ def test_inspect_placement_and_pools(tmp_path, capsys):
     assert main(["compile", str(d / REAL["blazeface_short"]), "-o", str(out), "-t", "k210",
                  "--dataset", str(d / "calib.npz")]) == 0
     text = capsys.readouterr().out
-    assert "KPU layer(s)" in text and "AI SRAM" in text and "elementwise add" in text
+    assert "KPU layer(s)" in text and "AI SRAM" in text
     info = inspect_dict(str(out))
     pools = info["memory"]["pools"]
     for p in ("kpu", "main"):
@@ -297,8 +302,12 @@ def test_inspect_placement_and_pools(tmp_path, capsys):
     stem = next(o for o in ops if o["name"] == "conv2d")         # the 5x5/2 stem: 3x3 on space-to-depth
     assert stem["where"] == "kpu" and stem["in_map"][0] == 12
     assert any("space-to-depth" in o.get("reason", "") for o in ops)
-    adds = [o for o in ops if o["op"] == "QAdd"]
-    assert adds and all("elementwise add" in o["reason"] for o in adds)
+    kpu_adds = [o for o in ops if o["op"] == "KpuConv" and o["in_map"][0] == 2 * o["out_map"][0]
+                and o["kernel"] == 1 and "add" in o["implements"][0]]
+    assert len(kpu_adds) >= 10                                    # residual adds as 1x1 layers on pair maps
+    pairs = [o for o in ops if o["op"] == "Concat"]
+    assert pairs and all(o["where"] == "kpu" and o["in_place"] and o["est_us"] == 0 for o in pairs)
+    assert all(o["reason"] for o in ops if o["op"] == "QAdd")
     tot = pl["totals"]
     assert tot["kpu_layers"] >= tot["kpu_ops"] == sum(o["op"] == "KpuConv" for o in ops) > 10
     assert tot["bytes_moved"] == sum(o.get("bytes", 0) for o in ops) > 0
@@ -378,6 +387,18 @@ def _check_kpu_plan(prog):
         for tid in op.outputs:
             if t[tid].pool == "kpu":
                 first[tid] = last[tid] = i
+    pairs = [op for op in prog.ops if op.op == "Concat" and t[op.outputs[0]].pool == "kpu"]
+    for op in pairs:      # the pair map of a KPU add: its two maps, side by side (checked), live on in it
+        out = op.outputs[0]
+        off = t[out].offset
+        for tid in op.inputs:
+            if op.kernel == "concat_in_place":
+                assert t[tid].offset == off
+            off += t[tid].nbytes
+            if op.kernel == "concat_in_place":
+                last[tid] = max(last[tid], last[out])
+        if op.kernel == "concat_in_place":
+            first.pop(out)
     items = sorted(first)
     for a in items:
         assert t[a].offset % 64 == 0 and t[a].offset + t[a].nbytes <= AI_SRAM_BYTES
@@ -560,10 +581,8 @@ def test_zoo_networks_k210_vs_float_and_cpu(name, tmp_path):
     m = _small_resnet() if name == "resnet_style" else zoo.tiny_cnn()
     zoo.save(m, tmp_path / "m.onnx")
     np.savez(tmp_path / "c.npz", **zoo.random_inputs(m, seed=1, n=8))
-    for t in ("k210", "cpu"):
-        # the same quantization on both targets: no cross-layer equalization (k210's default)
-        npuc.compile(tmp_path / "m.onnx", tmp_path / f"{t}.npuc", target=t, dataset=str(tmp_path / "c.npz"),
-                     equalize=False)
+    npuc.compile(tmp_path / "m.onnx", tmp_path / "k210.npuc", target="k210", dataset=str(tmp_path / "c.npz"))
+    _same_quantization_on_cpu(tmp_path / "m.onnx", tmp_path / "cpu.npuc", str(tmp_path / "c.npz"))
     sk, sc = npuc.load(tmp_path / "k210.npuc"), npuc.load(tmp_path / "cpu.npuc")
     ref = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     x = zoo.random_inputs(m, seed=7, n=4)["input"]

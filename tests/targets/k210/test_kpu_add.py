@@ -1,0 +1,102 @@
+"""Residual adds on the KPU (npuc/targets/k210/lower_add.py): a QAdd of two KPU maps is a
+1x1 layer over the pair map. Checked against the QAdd reference semantics of the
+quantized graph (the cpu target's arithmetic) on random operands: at most one code off,
+at near-ties of the rounding."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import npuc
+from npuc.format.reader import read_program
+from npuc.format.writer import write_program
+from npuc.ir import Graph, QuantParams
+from npuc.lowering import lower
+from npuc.ops.registry import get_op
+from npuc.quant.qparams import add_multipliers, quantize_multiplier
+from npuc.targets import get_target
+from npuc.targets.k210.lower import K210Lowering
+from npuc.targets.k210.lower_add import ratio_weights
+
+
+def _run_graph(g: Graph, feeds: dict) -> dict:
+    env = dict(feeds)
+    for n in g.nodes:
+        ins = [None if v is None else (v.const if v.is_const else env[v.name]) for v in n.inputs]
+        for o, r in zip(n.outputs, get_op(n.op).run(ins, n.attrs)):
+            env[o.name] = r
+    return {v.name: env[v.name] for v in g.outputs}
+
+
+def _add_graph(rng, *, c=8, h=12, w=12, sub=False, relu=False, scales=(0.04, 0.09)):
+    """uint8 x → two 1x1 QConvs a, b (scales ``scales``) → QAdd(a, b) (or Sub, or + ReLU)."""
+    g = Graph("add")
+    cin = 4
+    x = g.add_input("x", np.uint8, (1, cin, h, w))
+    sx, zx = 0.05, 120
+    x.quant = QuantParams(np.float32(sx), np.int64(zx))
+    outs = []
+    for name, sy in zip("ab", scales):
+        wi = rng.integers(-127, 128, (c, cin, 1, 1)).astype(np.int8)
+        sw = (rng.uniform(0.5, 2.0, c) * 0.01).astype(np.float32)
+        wv = g.add_const(f"w{name}", wi)
+        wv.quant = QuantParams(sw, np.zeros(c, np.int64), 0)
+        bv = g.add_const(f"b{name}", rng.integers(-2000, 2000, c).astype(np.int32))
+        zy = int(rng.integers(60, 200))
+        mult, shift = quantize_multiplier(sx * sw.astype(np.float64) / sy)
+        attrs = {"kernel_shape": [1, 1], "strides": [1, 1], "pads": [0, 0, 0, 0], "group": 1, "dilations": [1, 1],
+                 "x_zp": zx, "w_zp": [0] * c, "y_zp": zy, "multiplier": mult.tolist(), "shift": shift.tolist(),
+                 "act_min": 0, "act_max": 255, "out_dtype": "uint8"}
+        y = g.make_node("QConv", [x, wv, bv], name=f"conv_{name}", attrs=attrs, outputs=[name]).outputs[0]
+        y.quant = QuantParams(np.float32(sy), np.int64(zy))
+        outs.append(y)
+    a, b = outs
+    s_out, z_out = 0.11, 100 if not relu else 0
+    am, bm, sh = add_multipliers(scales[0] / s_out, scales[1] / s_out, -1 if sub else 1)
+    attrs = {"a_zp": int(a.quant.zero_point), "b_zp": int(b.quant.zero_point), "y_zp": z_out, "a_mult": am,
+             "b_mult": bm, "shift": sh, "act_min": z_out if relu else 0, "act_max": 255, "out_dtype": "uint8"}
+    y = g.make_node("QAdd", [a, b], name="add", attrs=attrs, outputs=["y"]).outputs[0]
+    y.quant = QuantParams(np.float32(s_out), np.int64(z_out))
+    g.outputs = [y]
+    return g, rng.integers(0, 256, (1, cin, h, w)).astype(np.uint8)
+
+
+def test_ratio_weights():
+    assert ratio_weights(1.0) == (127, 127)
+    assert ratio_weights(0.5) == (126, 63)
+    assert ratio_weights(-2.0) == (63, -126)
+    for r in np.random.default_rng(0).uniform(0.02, 50, 200):
+        wa, wb = ratio_weights(r)
+        assert 1 <= wa <= 127 and 1 <= wb <= 127
+        # at least as close as rounding with the largest w_a that keeps w_b in range
+        assert abs(wb / wa - r) <= 0.5 / min(127, int(127.5 / r)) + 1e-12
+    assert ratio_weights(1e-4) == (127, 1)             # the closest there is (the caller checks the error)
+    with pytest.raises(ValueError):
+        ratio_weights(0.0)
+
+
+CASES = [dict(), dict(sub=True), dict(relu=True), dict(c=24, h=20, w=40, scales=(0.2, 0.03)),
+         dict(c=64, h=7, w=7), dict(c=6, h=9, w=9), dict(scales=(0.5, 0.0015))]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_kpu_add_equals_qadd(case, tmp_path):
+    rng = np.random.default_rng(case)
+    g, x = _add_graph(rng, **CASES[case])
+    want = _run_graph(g, {"x": x})["y"]
+    kg = K210Lowering(g, use_cost_model=False).run()
+    ops = [n.op for n in kg.nodes]
+    if CASES[case].get("c") == 6:        # 6 channels on a 9-wide map: 4 share a row group, no pair map
+        assert "QAdd" in ops and "4 channels" in kg.metadata["k210"]["reasons"]["add"]
+        return
+    if CASES[case].get("scales") == (0.5, 0.0015):   # 333x apart: int8 weights cannot hold the ratio
+        assert "QAdd" in ops and "scales too far apart" in kg.metadata["k210"]["reasons"]["add"]
+        return
+    assert "QAdd" not in ops and ops.count("KpuConv") == 3, ops
+    prog = lower(kg, get_target("k210"))
+    write_program(prog, tmp_path / "m.npuc")
+    pair = next(o for o in read_program(tmp_path / "m.npuc").ops if o.op == "Concat")
+    assert pair.kernel == "concat_in_place"                       # the convs write into the pair map
+    got = npuc.load(tmp_path / "m.npuc").run({"x": x})["y"]
+    d = np.abs(got.astype(int) - want.astype(int))
+    assert d.max() <= 1 and (d > 0).mean() < 0.02, (d.max(), (d > 0).mean())
