@@ -99,6 +99,10 @@ def _quantize_model(graph: Graph, opts, *, timings=None) -> Graph:
             timings["mixed_precision"] = time.perf_counter() - t0
     if cal is not None:
         calibrated = cal.ranges(lambda n: cfg.overrides.get(n, cfg.act_type), int8_symmetric=cfg.act_symmetric)
+        if opts.target == "k210":   # average pools the KPU layer computes: the layer's own scale
+            from ..targets.k210.prepare import share_pool_ranges
+
+            calibrated = share_pool_ranges(graph, calibrated)
         ranges = {**calibrated, **ranges}
     t0 = time.perf_counter()
     qgraph = quantize_graph(graph, ranges, cfg)

@@ -91,6 +91,13 @@ _CPU_REASONS = {
 }
 
 
+def _covers(qy, qx) -> bool:
+    """Whether uint8 range ``qy`` holds all of uint8 range ``qx`` (to half a step): clamping in
+    ``qy`` codes before a mean is then the same as clamping after it."""
+    (sy, zy), (sx, zx) = qy, qx
+    return (0 - zy) * sy <= (0 - zx) * sx + sy / 2 and (255 - zy) * sy >= (255 - zx) * sx - sy / 2
+
+
 def cpu_reason(n: Node) -> str:
     r = _CPU_REASONS.get(n.op)
     if r:
@@ -121,6 +128,7 @@ class _Plan:
 
 
 _LATER_KPU = ("QConv", "QGemm", "QAdd")
+_POOLS = ("MaxPool", "QAvgPool")       #: pools a layer can fuse (max / mean)
 
 
 class K210Lowering:
@@ -208,6 +216,8 @@ class K210Lowering:
             elif u.op == "MaxPool" and u.outputs[0].dtype == np.uint8 and len(u.outputs) == 1 \
                     and self._pool_size(u):
                 chain.append(u)
+            elif u.op == "QAvgPool" and self._mean_pool_ok(n, chain, u):
+                chain.append(u)
             else:
                 break
             seen.add(u.op)
@@ -220,12 +230,24 @@ class K210Lowering:
         a = n.attrs
         return a.get("neg_multiplier") is None and int(a["act_min"]) == 0 and int(a["act_max"]) == 255
 
+    def _mean_pool_ok(self, n: Node, chain: list, u: Node) -> bool:
+        """A ``QAvgPool`` 2x2/2 or 4x4/4 the layer's mean pool can replace: uint8 in and out,
+        no clamp of its own, after a clamp (or identity) activation, its output range covering
+        its input's (the k210 quantizer gives it the same: ``share_pool_ranges``); the layer's
+        table then writes the pool's output scale and the KPU averages those codes (truncating)."""
+        a = u.attrs
+        return (u.inputs[0].dtype == u.outputs[0].dtype == np.dtype(np.uint8) and len(u.outputs) == 1
+                and n.attrs.get("neg_multiplier") is None and not any(x.op == "QLut" for x in chain)
+                and int(a["act_min"]) == 0 and int(a["act_max"]) == 255 and _scalar_q(u.outputs[0]) is not None
+                and self._pool_size(u) > 0 and _covers(_scalar_q(u.outputs[0]), _scalar_q(u.inputs[0])))
+
     @staticmethod
     def _pool_size(u: Node) -> int:
         from ...ops.nn import pool_node_geometry
 
+        keys = ("kernel_shape", "strides", "pads", "auto_pad", "ceil_mode", "dilations")
         try:
-            geo = pool_node_geometry(u.inputs[0].shape, **u.attrs)
+            geo = pool_node_geometry(u.inputs[0].shape, **{k: u.attrs[k] for k in keys if k in u.attrs})
         except Exception:
             return 0
         k = geo.kernel
@@ -237,7 +259,7 @@ class K210Lowering:
     # ------------------------------------------------------------------ planning one layer
     def plan(self, n: Node, spec: ConvSpec) -> _Plan | str:
         chain = self._fusable_chain(n)
-        pool_node = next((u for u in chain if u.op == "MaxPool"), None)
+        pool_node = next((u for u in chain if u.op in _POOLS), None)
         x = n.inputs[0]
         km = self.kpu.get(id(x)) if spec.s2d is None else None   # space-to-depth comes from the CPU copy
         pt, pl, pb, pr = spec.pads
@@ -254,13 +276,14 @@ class K210Lowering:
                 cc = conv_axis(km.cols, spec.k, spec.stride, pl, pr, ps, True)
                 if r is not None and cc is not None and r[1] == 0:
                     rows, cols, off = r[0], cc[0], cc[1]
-                    plan = _Plan(km, None, rows, cols, self._kpu_pool(spec.stride, ps, off), fused)
+                    plan = _Plan(km, None, rows, cols, self._kpu_pool(spec.stride, ps, off, pool_node), fused)
             if plan is None:
                 r = upload_axis(spec.h, spec.k, spec.stride, pt, pb, ps, False)
                 cc = upload_axis(spec.w, spec.k, spec.stride, pl, pr, ps, True)
                 if r is None or cc is None or r[2] != 0:
                     continue
-                plan = _Plan(None, (r[0], cc[0]), r[1], cc[1], self._kpu_pool(spec.stride, ps, cc[2]), fused)
+                plan = _Plan(None, (r[0], cc[0]), r[1], cc[1], self._kpu_pool(spec.stride, ps, cc[2], pool_node),
+                             fused)
             lo, hi = spec.act_min, spec.act_max
             for u in fused:
                 if u.op == "Clip":
@@ -281,13 +304,14 @@ class K210Lowering:
                 "in one layer")
 
     @staticmethod
-    def _kpu_pool(stride: int, ps: int, off: int) -> KpuPool:
+    def _kpu_pool(stride: int, ps: int, off: int, pool_node: Node | None = None) -> KpuPool:
         if stride == 2:
             return KpuPool.RIGHT_TOP_2_S2 if off else KpuPool.LEFT_TOP_2_S2
+        mean = pool_node is not None and pool_node.op == "QAvgPool"
         if ps == 2:
-            return KpuPool.MAX_2_S2
+            return KpuPool.MEAN_2_S2 if mean else KpuPool.MAX_2_S2
         if ps == 4:
-            return KpuPool.MAX_4_S4
+            return KpuPool.MEAN_4_S4 if mean else KpuPool.MAX_4_S4
         return KpuPool.BYPASS
 
     def _will_be_cpu(self, v: Value) -> bool:
@@ -317,6 +341,18 @@ class K210Lowering:
         return None
 
     # ------------------------------------------------------------------ emit
+    @staticmethod
+    def _with_mean_pool(spec: ConvSpec, fused: list, lo: int, hi: int) -> ConvSpec:
+        """A fused mean pool: the layer's clamp in real units, written at the pool's output scale."""
+        pool = next((u for u in fused if u.op == "QAvgPool"), None)
+        if pool is None:
+            return spec
+        import dataclasses
+
+        s_y, z_y = spec.y_q
+        act = {"op": "Clip", "min": (lo - z_y) * s_y, "max": (hi - z_y) * s_y}
+        return dataclasses.replace(spec, act_spec=act, y_q=_scalar_q(pool.outputs[0]))
+
     def _with_lut(self, spec: ConvSpec, fused: list) -> ConvSpec:
         lut = next((u for u in fused if u.op == "QLut"), None)
         if lut is None:
@@ -342,7 +378,7 @@ class K210Lowering:
             return self.try_tiled(n, spec, f"input and output maps need more than {TILE_ABOVE_BYTES:,} bytes "
                                            "of AI SRAM")
         out_v = plan.fused[-1].outputs[0] if plan.fused else n.outputs[0]
-        spec = self._with_lut(spec, plan.fused)
+        spec = self._with_mean_pool(self._with_lut(spec, plan.fused), plan.fused, plan.lo, plan.hi)
         why = self._cost_check(n, spec, plan, out_v)
         if why:
             return why
@@ -397,7 +433,7 @@ class K210Lowering:
         pt, pl, pb, pr = spec.pads
         k, s = spec.k, spec.stride
         chain = self._fusable_chain(n)
-        pool_node = next((u for u in chain if u.op == "MaxPool"), None)
+        pool_node = next((u for u in chain if u.op in _POOLS), None)
         ps = self._pool_size(pool_node) if (pool_node is not None and s == 1) else 1
         fused = chain if ps > 1 else [u for u in chain[:1] if u.op in ("Clip", "QLut")]
         cols = upload_axis(spec.w, k, s, pl, pr, ps, True)
@@ -445,7 +481,8 @@ class K210Lowering:
                 bl, bh = u.input(1), u.input(2)
                 lo = max(lo, int(np.asarray(bl.const).reshape(-1)[0])) if bl is not None else lo
                 hi = min(hi, int(np.asarray(bh.const).reshape(-1)[0])) if bh is not None else hi
-        pool = self._kpu_pool(s, ps, off)
+        spec = self._with_mean_pool(spec, fused, lo, hi)
+        pool = self._kpu_pool(s, ps, off, pool_node)
         parts = []
         names = [n.name] + [u.name for u in fused]
         x_cpu = self.cpu_value(n.inputs[0])

@@ -15,6 +15,9 @@ gives every tensor the KPU layers need its own calibrated scale.
   channel slice and the bias (and the fused activation) on the sum. Each part is a KPU
   layer; its partial result is a calibrated uint8 tensor and the sum an integer ``QAdd``
   (MobileNetV2's 1280→1000 classifier, ResNet-50's 2048-channel layers).
+* :func:`share_pool_ranges` (on the calibrated ranges) gives a 2x2/2 or 4x4/4 average pool
+  right after a convolution its input's range, so the KPU layer can average its own output
+  codes (the KPU's mean pool) with no requantization in between.
 """
 from __future__ import annotations
 
@@ -155,3 +158,26 @@ def split_wide_inputs(graph: Graph) -> bool:
     if changed:
         graph.prune_values()
     return changed
+
+
+# ----------------------------------------------------------------------------- mean pools
+def _kpu_mean_pool(n: Node) -> bool:
+    a = n.attrs
+    ks = list(a.get("kernel_shape") or [])
+    st = list(a.get("strides") or [1] * len(ks))
+    return (len(ks) == 2 and ks[0] == ks[1] in (2, 4) and st == ks and not any(a.get("pads") or [])
+            and a.get("auto_pad", "NOTSET") in ("NOTSET", "VALID") and not a.get("ceil_mode"))
+
+
+def share_pool_ranges(graph: Graph, ranges: dict) -> dict:
+    """Calibrated ranges with each KPU-fusable average pool (2x2/2, 4x4/4, after a ``Conv``
+    that has no other reader) given its input's range: the pool's output is then the mean
+    of the layer's own output codes, which the KPU computes in the layer."""
+    out = dict(ranges)
+    for n in graph.nodes:
+        x = n.inputs[0] if n.inputs else None
+        if n.op != "AveragePool" or x is None or x.producer is None or x.producer.op != "Conv" \
+                or len(x.users) != 1 or x.name not in out or not _kpu_mean_pool(n):
+            continue
+        out[n.outputs[0].name] = out[x.name]
+    return out

@@ -152,3 +152,31 @@ def test_pnet_convolutions_run_on_the_kpu(tmp_path):
         got = np.stack([o[name] for o in runs])
         assert _cos(got, r) >= 0.99, (name, _cos(got, r))
         assert min(_cos(got[i], r[i]) for i in range(n)) >= 0.98
+
+
+def test_average_pool_runs_in_the_kpu_layer(tmp_path):
+    """Conv → Relu → AveragePool 2x2/2 → Conv: the k210 quantizer gives the pool its input's
+    range, the lowering fuses it as the layer's mean pool; the result stays close to float."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.standard_normal(8) * 0.1).astype(np.float32), "b1"),
+             numpy_helper.from_array((rng.standard_normal((4, 8, 3, 3)) * 0.2).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("AveragePool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=rng.standard_normal((8, 1, 3, 32, 32)).astype(np.float32))
+    npuc.compile(tmp_path / "m.onnx", tmp_path / "k.npuc", target="k210", dataset=str(tmp_path / "c.npz"))
+    prog = read_program(tmp_path / "k.npuc")
+    assert not any(o.op == "QAvgPool" for o in prog.ops)
+    assert [o.attrs["pool"] for o in prog.ops if o.op == "KpuConv"] == ["mean_2_s2", "bypass"]
+    ref = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    sk = npuc.load(tmp_path / "k.npuc")
+    for seed in range(3):
+        x = np.random.default_rng(100 + seed).standard_normal((1, 3, 32, 32)).astype(np.float32)
+        assert _cos(sk.run({"x": x})["y"], ref.run(None, {"x": x})[0]) >= 0.995
