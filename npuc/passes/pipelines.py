@@ -35,16 +35,15 @@ def simplify() -> Fixpoint:
     ))
 
 
-def fuse(*, clamps_only: bool = False, fuse_pass=None) -> Fixpoint:
+def fuse(*, clamps_only: bool = False) -> Fixpoint:
     """Fold affine ops and padding into linear ops, then fuse activations into producers
-    (only Relu/Clip/PRelu/LeakyRelu when the graph is going to be quantized; a target may
-    give its own activation fusion pass)."""
+    (only Relu/Clip/PRelu/LeakyRelu when the graph is going to be quantized)."""
     return Fixpoint("fuse", (
         fold_batchnorm,
         fold_mul_add_into_linear,
         fold_pad,
         fold_constants,
-        fuse_pass or (fuse_clamp_activations if clamps_only else fuse_activations),
+        fuse_clamp_activations if clamps_only else fuse_activations,
         dead_code_elimination,
     ))
 
@@ -66,12 +65,12 @@ def quant_pipeline(*, equalize: bool = True) -> Pipeline:
 
 
 def k210_pipeline(*, equalize: bool = False) -> Pipeline:
-    """The quantization pipeline with the K210's own steps (npuc/targets/k210/prepare.py):
-    per-channel PRelu kept apart from KPU-able convolutions, and layers with more than 1024
-    input channels split into parts the KPU can run, before calibration sees the graph."""
-    from ..targets.k210.prepare import fuse_kpu_activations, split_wide_inputs
+    """The quantization pipeline with the K210's own step (npuc/targets/k210/prepare.py):
+    layers with more than 1024 input channels split into parts the KPU can run, before
+    calibration sees the graph."""
+    from ..targets.k210.prepare import split_wide_inputs
 
-    steps = [simplify(), fuse(fuse_pass=fuse_kpu_activations), split_wide_inputs, simplify()]
+    steps = [simplify(), fuse(clamps_only=True), split_wide_inputs, simplify()]
     if equalize:
         steps += [equalize_cross_layer, equalize_cross_layer]
     return Pipeline("k210", steps)

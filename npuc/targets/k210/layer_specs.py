@@ -42,6 +42,7 @@ class ConvSpec:
     gemm: bool = False
     act_spec: dict | None = None             # a fused lookup-table activation (sigmoid, swish...)
     s2d: tuple | None = None                 # pads of a k×k/2 conv run as 3×3 on a space-to-depth upload
+    slopes: np.ndarray | None = None         # per-channel PReLU slopes (one table region per slope)
 
     @property
     def macs(self) -> int:
@@ -61,9 +62,9 @@ def _scalar_q(v: Value) -> tuple[float, int] | None:
     return float(s[0]), int(z[0])
 
 
-def _leaky_alpha(a: dict, m: int) -> tuple[float | None, str | None]:
-    """The slope of a fused PRelu/LeakyRelu (``neg_multiplier``), when one slope serves all
-    channels; else a reason."""
+def _leaky_alpha(a: dict, m: int) -> tuple[float | np.ndarray | None, str | None]:
+    """The slope of a fused PRelu/LeakyRelu (``neg_multiplier``): a float when one slope
+    serves all channels, else the per-channel slopes (``(M,)`` array)."""
     if a.get("neg_multiplier") is None:
         return None, None
     mult = np.broadcast_to(np.asarray(a["multiplier"], np.float64), (m,))
@@ -76,8 +77,18 @@ def _leaky_alpha(a: dict, m: int) -> tuple[float | None, str | None]:
         alpha = np.where(pos > 0, neg / pos, 0.0)
     if alpha.size and np.ptp(alpha) <= 1e-6 * max(1.0, float(np.abs(alpha).max())):
         return float(alpha[0]), None
-    return None, ("per-channel PReLU (the KPU's activation table is shared by all output channels; "
-                  f"slopes range {alpha.min():.3g}..{alpha.max():.3g})")
+    # the same float slope in channels with different scales gives ratios equal to ~1e-9:
+    # one table region per slope, not per rounding of the multipliers
+    return np.ascontiguousarray(np.round(alpha, 7), np.float64), None
+
+
+def _slopes_spec(alpha, lo: int, hi: int) -> tuple[float | None, np.ndarray | None, str | None]:
+    """``(alpha, slopes, reason)`` of a fused two-slope activation with clamp bounds lo..hi."""
+    if isinstance(alpha, np.ndarray):
+        if lo > 0 or hi < 255:
+            return None, None, "per-channel PReLU with a clamp (one of them per layer on the KPU)"
+        return None, alpha, None
+    return alpha, None, None
 
 
 def conv_spec(n: Node) -> ConvSpec | str:
@@ -119,6 +130,7 @@ def conv_spec(n: Node) -> ConvSpec | str:
     if xq is None or yq is None:
         return "per-channel activation quantization"
     alpha, why = _leaky_alpha(a, m)
+    alpha, slopes, why = _slopes_spec(alpha, int(a["act_min"]), int(a["act_max"])) if not why else (0, 0, why)
     if why:
         return why
     wq = w.quant
@@ -126,7 +138,8 @@ def conv_spec(n: Node) -> ConvSpec | str:
     bias = np.zeros(m, np.int64) if b is None else np.asarray(b.const, np.int64).reshape(m)
     pads = (geo.pads_begin[0], geo.pads_begin[1], geo.pads_end[0], geo.pads_end[1])
     return ConvSpec(n.name, kh, sh, pads, depthwise, c, m, x.shape[2], x.shape[3], xq, yq,
-                    np.asarray(w.const, np.int8), scales, bias, int(a["act_min"]), int(a["act_max"]), alpha)
+                    np.asarray(w.const, np.int8), scales, bias, int(a["act_min"]), int(a["act_max"]), alpha,
+                    slopes=slopes)
 
 
 def s2d_spec(n: Node) -> ConvSpec | None:
@@ -190,13 +203,14 @@ def gemm_spec(n: Node) -> ConvSpec | str:
     if xq is None or yq is None:
         return "per-channel activation quantization"
     alpha, why = _leaky_alpha(at, nout)
+    alpha, slopes, why = _slopes_spec(alpha, int(at["act_min"]), int(at["act_max"])) if not why else (0, 0, why)
     if why:
         return why
     scales = np.broadcast_to(np.asarray(b_v.quant.scale, np.float64).reshape(-1), (nout,)).copy()
     w = np.ascontiguousarray(np.asarray(b_v.const, np.int8).T).reshape(nout, k, 1, 1)
     b = np.zeros(nout, np.int64) if bias is None else np.asarray(bias.const, np.int64).reshape(nout)
     return ConvSpec(n.name, 1, 1, (0, 0, 0, 0), False, k, nout, 1, 1, xq, yq, w, scales, b,
-                    int(at["act_min"]), int(at["act_max"]), alpha, gemm=True)
+                    int(at["act_min"]), int(at["act_max"]), alpha, gemm=True, slopes=slopes)
 
 
 #: activations a QLut may stand for, with the attribute variants exporters write
@@ -242,6 +256,8 @@ def split_channels(spec: ConvSpec) -> list[tuple[int, int]]:
     else:
         per_out = spec.c * spec.k * spec.k
         limit = min(MAX_OUT_CHANNELS, MAX_LOADS * (WEIGHTS_LOAD_LIMIT // per_out))
+    if spec.slopes is not None:
+        return _slope_parts(spec.slopes, limit)
     if spec.m <= limit:
         return [(0, spec.m)]
     parts = math.ceil(spec.m / (limit // 4 * 4))
@@ -249,11 +265,30 @@ def split_channels(spec: ConvSpec) -> list[tuple[int, int]]:
     return [(c0, min(spec.m, c0 + step)) for c0 in range(0, spec.m, step)]
 
 
+def _slope_parts(slopes: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Output-channel ranges (multiples of 4 but the last, ≤ ``limit``) whose per-channel
+    PReLU slopes fit one activation table (:func:`.prelu_table.segments_needed`)."""
+    from .prelu_table import segments_needed
+    from .spec import ACT_SEGMENTS
+
+    m = slopes.size
+    parts, c0 = [], 0
+    while c0 < m:
+        c1 = min(m, c0 + 4)
+        while c1 < m and c1 + 4 - c0 <= limit and segments_needed(slopes[c0:min(m, c1 + 4)]) <= ACT_SEGMENTS:
+            c1 = min(m, c1 + 4)
+        parts.append((c0, c1))
+        c0 = c1
+    return parts
+
+
 def _activation(spec: ConvSpec, lo: int, hi: int):
     """The fused activation in real units for :func:`make_kpu_layer`."""
     s_y, z_y = spec.y_q
     if spec.act_spec is not None:
         return dict(spec.act_spec)
+    if spec.slopes is not None:
+        return {"op": "PRelu", "slope": spec.slopes}
     if spec.alpha is not None:
         return {"op": "LeakyRelu", "alpha": float(spec.alpha)}
     act = {}
@@ -282,6 +317,8 @@ def build_layers(spec: ConvSpec, in_map: tuple[int, int, int], pool: KpuPool, lo
         sc = spec.w_scales[c0:c1]
         bias = spec.bias_q[c0:c1].astype(np.float64) * spec.x_q[0] * sc
         cin = m if spec.depthwise else c
+        if spec.slopes is not None:       # this part's slopes: its own table regions
+            act = {"op": "PRelu", "slope": spec.slopes[c0:c1]}
         prog = make_kpu_layer(spec.x_q, wq.astype(np.float64), bias, in_shape=(cin, hm, wm), out_q=spec.y_q,
                               depthwise=spec.depthwise, activation=act, pool=pool, src_addr=0, dst_addr=0,
                               weights_quant=(wq, sc, W_ZERO_POINT))

@@ -404,7 +404,8 @@ class K210Lowering:
         wv = self.g.add_const(f"{n.name}/kpu_weights", wts)
         bv = self.g.add_const(f"{n.name}/kpu_bn", bn)
         av = self.g.add_const(f"{n.name}/kpu_act", act)
-        act_name = spec.act_spec["op"] if spec.act_spec else "LeakyRelu" if spec.alpha is not None else (
+        act_name = spec.act_spec["op"] if spec.act_spec else "PRelu" if spec.slopes is not None else \
+            "LeakyRelu" if spec.alpha is not None else (
             "Clip" if (plan.lo > 0 or plan.hi < 255) else "Identity")
         node = self.g.make_node(
             "KpuConv", [xin.value, wv, bv, av], name=self._name(n.name),
@@ -508,7 +509,8 @@ class K210Lowering:
                 "KpuConv", [up.outputs[0], wv, bv, av], name=self._name(f"{n.name}{sfx}"),
                 attrs={"layers": layers, "in_map": [spec.c, row_ax.size, col_ax.size], "out_map": list(out_map),
                        "kernel": k, "stride": s, "depthwise": int(spec.depthwise), "pool": pool.name.lower(),
-                       "act": (spec.act_spec or {}).get("op") or ("LeakyRelu" if spec.alpha is not None else
+                       "act": (spec.act_spec or {}).get("op") or ("PRelu" if spec.slopes is not None else
+                                                                  "LeakyRelu" if spec.alpha is not None else
                                                                   "Clip" if (lo > 0 or hi < 255) else "Identity"),
                        "fused": names, "row_tile": [o0, o1]},
                 outputs=[f"{out_v.name}@kpu_rows{i}"])

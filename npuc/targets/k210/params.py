@@ -219,8 +219,14 @@ def make_kpu_layer(x_q, weights, bias=None, *, in_shape, out_q, depthwise: bool 
     args = conv_args(x_q.zero_point, z_w, k)
     dev = np.abs(wq.reshape(m, -1).astype(np.int64) - z_w).sum(axis=1)
     max_acc = dev * max(x_q.zero_point, 255 - x_q.zero_point, abs(pv - x_q.zero_point))
-    bn, e, s_v, v_lo, v_hi = make_bn(gamma * x_q.scale * w_scales, b, y_q.scale, max_acc)
-    act, report = fit_activation(activation, s_v, y_q, v_lo, v_hi, max_segments=max_segments)
+    if _per_channel_prelu(activation):     # one region of the v axis per slope (prelu_table.py)
+        from .prelu_table import prelu_tables
+
+        bn, e, s_v, v_lo, v_hi, act, report = prelu_tables(gamma * x_q.scale * w_scales, b, y_q, max_acc,
+                                                           np.broadcast_to(activation["slope"], (m,)))
+    else:
+        bn, e, s_v, v_lo, v_hi = make_bn(gamma * x_q.scale * w_scales, b, y_q.scale, max_acc)
+        act, report = fit_activation(activation, s_v, y_q, v_lo, v_hi, max_segments=max_segments)
 
     ho, wo = pool.out_size(h), pool.out_size(wd)
     if ho < 1 or wo < 1:
@@ -262,6 +268,11 @@ def make_kpu_layer(x_q, weights, bias=None, *, in_shape, out_q, depthwise: bool 
         weights=np.ascontiguousarray(wq).reshape(-1), weights_q=wq, w_scales=w_scales, w_zero_point=z_w,
         conv=args, x_q=x_q, y_q=y_q, v_exponent=e, v_scale=s_v, v_range=(v_lo, v_hi), activation=activation,
         pool=pool, in_shape=(c, h, wd), out_shape=(m, ho, wo), fit=report, depthwise=bool(depthwise), kernel=k)
+
+
+def _per_channel_prelu(activation) -> bool:
+    return (isinstance(activation, dict) and activation.get("op") == "PRelu"
+            and np.asarray(activation.get("slope")).size > 1)
 
 
 # ----------------------------------------------------------------------------- float semantics

@@ -1,14 +1,6 @@
 """Float-graph passes for the k210 target, run before calibration so that the quantizer
 gives every tensor the KPU layers need its own calibrated scale.
 
-* :func:`fuse_kpu_activations` fuses what the KPU's activation table can apply (Relu,
-  Clip, LeakyRelu, and PRelu whose slope is the same for every channel) into the
-  convolution, like the cpu target's ``fuse_clamp_activations``; a *per-channel* PRelu
-  after a convolution the KPU can run stays its own op. The KPU's 16-segment table is
-  shared by all output channels of a layer, so a convolution with a per-channel PRelu
-  fused in would run whole on the RISC-V CPU (MTCNN's P-Net: every convolution). Kept
-  apart, the convolution runs on the KPU and only the cheap elementwise PRelu on the CPU,
-  at the cost of one more uint8 rounding (of the pre-activation).
 * :func:`split_wide_inputs` splits a convolution or fully-connected layer with more
   input channels than a KPU layer takes (1024) into input-channel parts whose partial
   sums are added on the CPU: ``conv(x, W) = Σ_p conv(x_p, W_p)`` with ``x_p`` the p-th
@@ -26,7 +18,6 @@ import math
 import numpy as np
 
 from ...ir import Graph, Node, Value
-from ...passes.fuse_activation import INTEGER_EPILOGUES, _fuse
 from ...passes.manager import graph_pass
 from .spec import MAX_IN_CHANNELS
 
@@ -45,28 +36,6 @@ def _kpu_kernel(n: Node) -> bool:
     if g != 1 and not (g == n.inputs[0].shape[1] == n.inputs[1].shape[0]):
         return False
     return (ks[0] in (1, 3) and st[0] in (1, 2)) or (ks[0] in (4, 5, 6) and st[0] == 2 and g == 1)
-
-
-def _shared_table(act: Node) -> bool:
-    """Whether activation node ``act`` is one the KPU's shared activation table can apply
-    to a layer (anything but a PRelu with different slopes per channel)."""
-    if act.op != "PRelu":
-        return True
-    slope = np.asarray(act.inputs[1].const, np.float64)
-    return slope.size <= 1 or float(np.ptp(slope)) == 0.0
-
-
-@graph_pass("fuse_kpu_activations")
-def fuse_kpu_activations(graph: Graph) -> bool:
-    """``fuse_clamp_activations``, except a per-channel PRelu after a KPU-able convolution."""
-
-    def fusable(spec: dict, act: Node) -> bool:
-        if spec["op"] not in INTEGER_EPILOGUES:
-            return False
-        prod = act.inputs[0].producer
-        return _shared_table(act) or prod is None or prod.op != "Conv" or not _kpu_kernel(prod)
-
-    return _fuse(graph, fusable)
 
 
 # ----------------------------------------------------------------------------- input splits

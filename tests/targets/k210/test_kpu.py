@@ -396,9 +396,15 @@ def test_make_kpu_layer_words_and_limits():
     p2 = make_kpu_layer((0.1, 3), np.zeros((5, 4, 3, 3)), None, in_shape=(4, 8, 8), out_q=(0.1, 0),
                         weights_quant=(wq, np.full(5, 0.01), 120))
     assert np.array_equal(p2.weights_q, wq) and p2.layer.arg_x == -120
-    with pytest.raises(KpuError, match="per-channel PRelu"):
-        make_kpu_layer((0.1, 3), np.ones((2, 4, 1, 1)), None, in_shape=(4, 8, 8), out_q=(0.1, 0),
-                       activation={"op": "PRelu", "slope": np.array([0.1, 0.2])})
+    # a per-channel PRelu takes one region of the BN output axis per slope (prelu_table.py) ...
+    p3 = make_kpu_layer((0.1, 3), np.ones((2, 4, 1, 1)), None, in_shape=(4, 8, 8), out_q=(0.1, 0),
+                        activation={"op": "PRelu", "slope": np.array([0.1, 0.2])})
+    assert p3.fit.activation == "PRelu" and p3.fit.max_error <= 1
+    assert p3.fit.segments == 4          # zero point 0: below each kink is the clamp at 0
+    # ... up to 16 segments: more distinct slopes than that is the lowering's to split
+    with pytest.raises(KpuError, match="distinct PReLU slopes"):
+        make_kpu_layer((0.1, 3), np.ones((8, 4, 1, 1)), None, in_shape=(4, 8, 8), out_q=(0.1, 0),
+                       activation={"op": "PRelu", "slope": np.linspace(0.05, 0.4, 8)})
 
 
 # ----------------------------------------------------------------------------- speed

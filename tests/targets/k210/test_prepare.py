@@ -1,14 +1,13 @@
 """The k210 float-graph preparation (npuc/targets/k210/prepare.py): layers with more than
-1024 input channels split onto the KPU with the partial sums added on the CPU, and
-per-channel PReLU kept apart so its convolution can run on the KPU. Checked end to end
-against onnxruntime's float results."""
+1024 input channels split onto the KPU with the partial sums added on the CPU, average
+pools sharing their convolution's range; and P-Net end to end. Checked against
+onnxruntime's float results."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import npuc
@@ -16,7 +15,7 @@ from npuc.format.reader import read_program
 from npuc.frontends import load_model
 from npuc.ops.registry import get_op
 from npuc.passes.pipelines import pipeline_for
-from npuc.targets.k210.prepare import _parts, fuse_kpu_activations, split_wide_inputs
+from npuc.targets.k210.prepare import _parts
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
@@ -109,49 +108,29 @@ def test_wide_layers_run_on_the_kpu(tmp_path):
     assert min(_cos(k[i], f[i]) for i in range(len(xs))) >= 0.975
 
 
-def _prelu_graph(slope):
-    """x → 3x3 conv(8) → PRelu(slope) → y."""
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.standard_normal((8, 4, 3, 3)).astype(np.float32), "w")
-    s = numpy_helper.from_array(np.asarray(slope, np.float32).reshape(8, 1, 1), "s")
-    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-                           helper.make_node("PRelu", ["c", "s"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], [w, s])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-
-
-@pytest.mark.parametrize("slope, fused", [(np.linspace(-0.5, 0.5, 8), False), (np.full(8, 0.1), True)])
-def test_per_channel_prelu_stays_apart_from_a_kpu_convolution(slope, fused, tmp_path):
-    onnx.save(_prelu_graph(slope), tmp_path / "m.onnx")
-    g = load_model(tmp_path / "m.onnx")
-    fuse_kpu_activations(g)
-    conv = next(n for n in g.nodes if n.op == "Conv")
-    assert (conv.attrs.get("activation") is not None) == fused
-    assert ("PRelu" in g.op_counts()) != fused
-
-
-def test_pnet_convolutions_run_on_the_kpu(tmp_path):
-    """MTCNN's P-Net: per-channel PReLU after every convolution. The convolutions run on the
-    KPU, the PReLUs on the CPU; estimated time on the chip drops by more than 10x (the
-    convolutions were all on the CPU before) and the outputs stay close to float."""
+def test_pnet_runs_on_the_kpu(tmp_path):
+    """MTCNN's P-Net: per-channel PReLU after every convolution, and a max pool after the
+    first. Everything but the input quantize, the softmax and the output dequantizes runs on
+    the KPU (the PReLUs in the layers' activation tables, one region per slope); the
+    estimated time on the chip is a few ms (311 ms with the convolutions on the CPU) and the
+    outputs stay as close to float as the cpu target's."""
     d = DATA / "mtcnn_pnet"
     npuc.compile(d / "model.onnx", tmp_path / "k.npuc", target="k210", dataset=str(d / "calib.npz"))
     prog = read_program(tmp_path / "k.npuc")
-    assert not any(o.op == "QConv" for o in prog.ops)
-    assert sum(o.op == "KpuConv" for o in prog.ops) == 5
-    assert sum(o.op == "QPRelu" for o in prog.ops) == 3
+    assert {o.op for o in prog.ops} - {"KpuConv", "KpuUpload", "KpuDownload"} == {
+        "QuantizeLinear", "Softmax", "DequantizeLinear"}
+    assert [o.attrs["act"] for o in prog.ops if o.op == "KpuConv"].count("PRelu") == 3
     from npuc.cli import inspect_dict
 
-    assert inspect_dict(str(tmp_path / "k.npuc"))["placement"]["totals"]["est_ms"] < 40
+    assert inspect_dict(str(tmp_path / "k.npuc"))["placement"]["totals"]["est_ms"] < 10
     sk = npuc.load(tmp_path / "k.npuc")
     test, ref = dict(np.load(d / "test.npz")), dict(np.load(d / "ref.npz"))
     n = len(next(iter(test.values())))
     runs = [sk.run({k: v[i] for k, v in test.items()}) for i in range(n)]
     for name, r in ref.items():
         got = np.stack([o[name] for o in runs])
-        assert _cos(got, r) >= 0.99, (name, _cos(got, r))
-        assert min(_cos(got[i], r[i]) for i in range(n)) >= 0.98
+        assert _cos(got, r) >= 0.995, (name, _cos(got, r))
+        assert min(_cos(got[i], r[i]) for i in range(n)) >= 0.99
 
 
 def test_average_pool_runs_in_the_kpu_layer(tmp_path):

@@ -232,7 +232,7 @@ def test_kpu_words_replay_on_one_sram(tmp_path):
 # ----------------------------------------------------------------------------- real models
 def _same_quantization_on_cpu(model, out, dataset):
     """The cpu target's program of the very graph the k210 compile quantizes (the k210
-    preparation, e.g. PReLU kept apart for the KPU, and k210 calibration): what the KPU
+    preparation, e.g. input-channel splits, and the k210 quantizer's tweaks): what the KPU
     layers must reproduce."""
     from npuc.api import CompileOptions, optimize
     from npuc.frontends import load_model
@@ -265,17 +265,15 @@ def test_real_models_k210_vs_float_and_cpu(case, tmp_path):
         gc = np.stack([c[name] for _, c in runs])
         assert cos(gk, r) >= 0.98, (case, name, cos(gk, r))               # all test samples
         assert min(cos(gk[i], r[i]) for i in range(n)) >= 0.96            # worst sample (PTQ limit)
-        if case == "blazeface_short":      # a 1-step near-tie in one layer spreads a little
-            assert cos(gk, gc) > 0.995, (name, cos(gk, gc))
+        if case in ("blazeface_short", "mtcnn_pnet"):   # near-ties (the PReLU slopes' 16-bit mantissas) spread
+            assert cos(gk, gc) > 0.999, (name, cos(gk, gc))
         else:                              # KPU layers bit-exact with the cpu QConv here
             np.testing.assert_array_equal(gk, gc)
     info = read_program(tmp_path / "k.npuc")
     kpu_ops = [o for o in info.ops if o.op == "KpuConv"]
     assert kpu_ops
-    if case == "mtcnn_pnet":   # per-channel PReLU runs on the CPU, with the reason; the convs on the KPU
-        reasons = info.meta["k210"]["reasons"]
-        assert any("PReLU" in reasons.get(o.name, "") for o in info.ops if o.op == "QPRelu")
-        assert not any(o.op == "QConv" for o in info.ops)
+    if case == "mtcnn_pnet":   # per-channel PReLU in the KPU layers' tables
+        assert not any(o.op in ("QConv", "QPRelu") for o in info.ops)
 
 
 # ----------------------------------------------------------------------------- report, CLI
