@@ -423,6 +423,11 @@ def _mobilenet_v2(tmp_path, res):
     assert _check_kpu_plan(prog) > 50
     conv1280 = next(o for o in prog.ops if o.op == "KpuConv" and o.attrs["out_map"][0] == 1280)
     assert len(conv1280.attrs["layers"]) == 2                     # split by output channels
+    fc = [o for o in prog.ops if o.op == "KpuConv" and o.name.startswith("/classifier/classifier.1/Gemm/in")]
+    assert [o.attrs["in_map"][0] for o in fc] == [640, 640]       # split by input channels
+    adds = [o for o in prog.ops if o.op == "KpuConv" and o.attrs.get("residual_add")]
+    assert len(adds) >= (10 if res == 224 else 8)                 # residual adds on pair maps
+    assert not any(o.op in ("QConv", "QGemm") for o in prog.ops)
     assert rep.file_bytes == size
     sess = npuc.load(tmp_path / "m.npuc")
     x = zoo.random_inputs(m, seed=5)["input"]
