@@ -8,7 +8,7 @@ convolution leaves junk rows around its window). The k210 lowering
 (:mod:`npuc.targets.k210.lower`) creates these ops after quantization.
 
 * ``KpuUpload(x)``: the CPU tensor ``x`` (uint8, ``C·H·W`` elements, NCHW order; or rows
-  ``[r0, r1)`` of it, a row tile; or its padded 2×2 space-to-depth, which turns a 5×5 or
+  ``[r0, r1)`` and/or columns ``[c0, c1)`` of it, a tile; or its padded 2×2 space-to-depth, which turns a 5×5 or
   6×6 stride-2 convolution into a 3×3 one) into a ``C × Hm × Wm`` map, at ``window``,
   every other pixel of the map = ``pad_value``.
 * ``KpuDownload(m)``: the window of map ``m`` back into a CPU tensor of ``out_shape``.
@@ -37,14 +37,15 @@ def _fmap_bytes(c: int, h: int, w: int) -> int:
     return fmap_bytes(int(c), int(h), int(w))
 
 
-def _source_rows(x_shape, chw, rows):
-    """(rows of the CPU tensor, first row taken): the whole tensor, or rows ``[r0, r1)`` of
-    an NCHW tensor (a row tile)."""
+def _source_window(x_shape, chw, rows, cols):
+    """``(H, W, r0, c0)`` of the CPU tensor a window is taken from: the whole tensor
+    (``chw``), or rows ``[r0, r1)`` and/or columns ``[c0, c1)`` of an NCHW tensor (a tile)."""
     c, h, w = (int(d) for d in chw)
     r0, r1 = (int(d) for d in rows)
-    if r1 <= r0:
-        return h, 0
-    return int(x_shape[-2]), r0
+    c0, c1 = (int(d) for d in (cols or (0, 0)))
+    hs, y = (int(x_shape[-2]), r0) if r1 > r0 else (h, 0)
+    ws, x = (int(x_shape[-1]), c0) if c1 > c0 else (w, 0)
+    return hs, ws, y, x
 
 
 def s2d_blocks(x: np.ndarray, pads, pad_value: int) -> np.ndarray:
@@ -77,9 +78,10 @@ def _upload_infer(ctx: InferContext):
         if len(ctx.shape(0)) < 3 or _s2d_shape(ctx.shape(0), ctx.attrs["space_to_depth"]) != (c, h, w):
             raise ctx.fail(f"space-to-depth of {list(ctx.shape(0))} is not {c}x{h}x{w}")
     else:
-        hs, r0 = _source_rows(ctx.shape(0), ctx.attrs["chw"], ctx.attrs["rows"])
-        if n != c * hs * w or r0 + h > hs:
-            raise ctx.fail(f"input {list(ctx.shape(0))} does not hold the {c}x{h}x{w} window (rows from {r0})")
+        hs, ws, r0, c0 = _source_window(ctx.shape(0), ctx.attrs["chw"], ctx.attrs["rows"], ctx.attrs["cols"])
+        if n != c * hs * ws or r0 + h > hs or c0 + w > ws:
+            raise ctx.fail(f"input {list(ctx.shape(0))} does not hold the {c}x{h}x{w} window (from row {r0}, "
+                           f"column {c0})")
     if ctx.dtype(0) != np.uint8:
         raise ctx.fail(f"only uint8 tensors go to AI SRAM, got {ctx.dtype(0)}")
     if y0 < 0 or x0 < 0 or y0 + h > hm or x0 + w > wm:
@@ -88,9 +90,9 @@ def _upload_infer(ctx: InferContext):
 
 
 @register("KpuUpload", attrs={"chw": REQUIRED, "map": REQUIRED, "window": [0, 0], "pad_value": 0,
-                              "rows": [0, 0], "space_to_depth": None}, infer=_upload_infer)
-def kpu_upload(x, *, chw, map, window, pad_value, rows, space_to_depth):
-    """CPU tensor (or its rows ``[r0, r1)``: a row tile; or its padded space-to-depth
+                              "rows": [0, 0], "cols": [0, 0], "space_to_depth": None}, infer=_upload_infer)
+def kpu_upload(x, *, chw, map, window, pad_value, rows, cols, space_to_depth):
+    """CPU tensor (or its rows ``[r0, r1)`` / columns ``[c0, c1)``: a tile; or its padded space-to-depth
     rearrangement, see :func:`s2d_blocks`) → AI SRAM row layout, padded to the ``map``
     geometry with ``pad_value``."""
     from ..targets.k210.layout import to_rows
@@ -103,8 +105,8 @@ def kpu_upload(x, *, chw, map, window, pad_value, rows, space_to_depth):
         xs = np.asarray(x, np.uint8)
         src = s2d_blocks(xs.reshape(xs.shape[-3:]), space_to_depth, int(pad_value))
     else:
-        hs, r0 = _source_rows(np.shape(x), chw, rows)
-        src = np.asarray(x, np.uint8).reshape(c, hs, w)[:, r0:r0 + h]
+        hs, ws, r0, c0 = _source_window(np.shape(x), chw, rows, cols)
+        src = np.asarray(x, np.uint8).reshape(c, hs, ws)[:, r0:r0 + h, c0:c0 + w]
     full[:, y0:y0 + h, x0:x0 + w] = src
     return to_rows(full)
 

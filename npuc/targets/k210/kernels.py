@@ -105,6 +105,7 @@ class KpuUploadKernel(Kernel):
         y0, x0 = (int(d) for d in b.attrs["window"])
         pad = np.uint8(int(b.attrs["pad_value"]))
         r0, r1 = (int(d) for d in b.attrs.get("rows", [0, 0]))
+        c0, c1 = (int(d) for d in b.attrs.get("cols") or [0, 0])
         s2d = b.attrs.get("space_to_depth")
         prep = None
         if s2d is not None:   # padded 2x2 space-to-depth, through a buffer made once at load time
@@ -122,9 +123,10 @@ class KpuUploadKernel(Kernel):
             def prep():
                 inner[...] = x3
                 dst5[...] = blocks
-        elif r1 > r0:     # a row tile of an NCHW tensor
+        elif r1 > r0 or c1 > c0:     # a row / column tile of an NCHW tensor
             x = b.inputs[0]
-            src = x.reshape(c, x.shape[-2], w)[:, r0:r1]
+            hs, ws = (x.shape[-2], r0) if r1 > r0 else (h, 0), (x.shape[-1], c0) if c1 > c0 else (w, 0)
+            src = x.reshape(c, hs[0], ws[0])[:, hs[1]:hs[1] + h, ws[1]:ws[1] + w]
         else:
             src = b.inputs[0].reshape(c, h, w)
         views = map_view(b.outputs[0].reshape(-1), 0, c, hm, wm)

@@ -55,6 +55,7 @@ from .layer_specs import (W_ZERO_POINT, ConvSpec, _scalar_q, build_layers, conv_
                           gemm_spec, identify_lut, s2d_spec, split_channels)
 from .layout import fmap_bytes, row_layout
 from .lower_add import try_kpu_add
+from .lower_tiles import TILE_BYTES, try_tiled  # noqa: F401
 from .memory_checks import (KpuMemoryError, MainSramError, check_kpu_memory, check_weights,  # noqa: F401
                             kpu_peak)
 from .spec import MAX_IN_HEIGHT, MAX_IN_WIDTH, MIN_IN_HEIGHT, MIN_IN_WIDTH, KpuError, KpuPool
@@ -63,7 +64,6 @@ log = logging.getLogger(__name__)
 
 KPU_OPS = ("KpuConv", "KpuUpload", "KpuDownload")
 TILE_ABOVE_BYTES = 2 * 1024 * 1024   #: a layer whose input + output maps exceed this is row-tiled
-TILE_BYTES = 1024 * 1024             #: input + output maps of one row tile at most
 
 
 # ----------------------------------------------------------------------------- CPU reasons
@@ -425,119 +425,8 @@ class K210Lowering:
         return None
 
     def try_tiled(self, n: Node, spec: ConvSpec, why: str) -> str | None:
-        """Row tiles with halos: each tile of output rows is its own KPU layer on an upload of
-        the input rows it reads (plus explicit padding at the image border); the tiles come
-        back to the CPU and are concatenated. For maps taller than 256 rows, or layers whose
-        input + output maps do not fit AI SRAM together."""
-        import dataclasses
-
-        pt, pl, pb, pr = spec.pads
-        k, s = spec.k, spec.stride
-        chain = self._fusable_chain(n)
-        pool_node = next((u for u in chain if u.op in _POOLS), None)
-        ps = self._pool_size(pool_node) if (pool_node is not None and s == 1) else 1
-        fused = chain if ps > 1 else [u for u in chain[:1] if u.op in ("Clip", "QLut")]
-        cols = upload_axis(spec.w, k, s, pl, pr, ps, True)
-        if cols is None:
-            return f"{why}; no column geometry for row tiles (the KPU takes {MAX_IN_WIDTH} columns)"
-        col_ax, col_out, off = cols
-        conv_h = (spec.h + pt + pb - k) // s + 1
-        out_rows = conv_h // ps
-
-        def tiles(t_rows):
-            out = []
-            for o0 in range(0, out_rows, t_rows):
-                o1 = min(out_rows, o0 + t_rows)
-                a, b = o0 * ps, o1 * ps                      # conv output rows
-                ja, jb = a * s - pt, (b - 1) * s + k - pt    # input rows read [ja, jb)
-                r0, r1 = max(ja, 0), min(jb, spec.h)
-                ptop, pbot = max(0, -ja), max(0, jb - spec.h)
-                got = upload_axis(r1 - r0, k, s, ptop, pbot, ps, False)
-                if got is None:
-                    return None
-                row_ax, row_out, roff = got
-                if roff or row_out.n != o1 - o0:
-                    return None
-                ib = fmap_bytes(spec.c, row_ax.size, col_ax.size)
-                ob = fmap_bytes(spec.m, row_out.size, col_out.size)
-                if ib + ob > TILE_BYTES:
-                    return None
-                out.append((o0, o1, r0, r1, ptop, pbot, row_ax, row_out))
-            return out
-
-        plan_t = None
-        for t_rows in range(min(out_rows, MAX_IN_HEIGHT), 0, -1):
-            n_tiles = math.ceil(out_rows / t_rows)
-            t_even = math.ceil(out_rows / n_tiles)           # balanced tiles
-            plan_t = tiles(t_even) or tiles(t_rows)
-            if plan_t:
-                break
-        if not plan_t:
-            return f"{why}; no row tiling fits"
-        out_v = fused[-1].outputs[0] if fused else n.outputs[0]
-        spec = self._with_lut(spec, fused)
-        lo, hi = spec.act_min, spec.act_max
-        for u in fused:
-            if u.op == "Clip":
-                bl, bh = u.input(1), u.input(2)
-                lo = max(lo, int(np.asarray(bl.const).reshape(-1)[0])) if bl is not None else lo
-                hi = min(hi, int(np.asarray(bh.const).reshape(-1)[0])) if bh is not None else hi
-        spec = self._with_mean_pool(spec, fused, lo, hi)
-        pool = self._kpu_pool(s, ps, off, pool_node)
-        parts = []
-        names = [n.name] + [u.name for u in fused]
-        x_cpu = self.cpu_value(n.inputs[0])
-        for i, (o0, o1, r0, r1, ptop, pbot, row_ax, row_out) in enumerate(plan_t):
-            tspec = dataclasses.replace(spec, h=r1 - r0, pads=(ptop, pl, pbot, pr))
-            try:
-                layers, wts, bn, act, fits = build_layers(tspec, (spec.c, row_ax.size, col_ax.size), pool, lo, hi)
-            except KpuError as e:
-                return f"{why}; KPU parameters out of range: {e}"
-            up = self.g.make_node("KpuUpload", [x_cpu], name=self._name(f"{n.inputs[0].name}/upload_rows{i}"),
-                                  attrs={"chw": [spec.c, r1 - r0, spec.w], "map": [row_ax.size, col_ax.size],
-                                         "window": [row_ax.start, col_ax.start], "pad_value": int(spec.x_q[1]),
-                                         "rows": [r0, r1]},
-                                  outputs=[f"{n.inputs[0].name}@kpu_rows{i}"])
-            up.outputs[0].quant = n.inputs[0].quant
-            self.reasons[up.name] = f"copies input rows {r0}..{r1 - 1} (a row tile with its halo) into AI SRAM"
-            sfx = f"/rows{i}" if len(plan_t) > 1 else ""
-            wv = self.g.add_const(f"{n.name}/kpu_weights{sfx}", wts)
-            bv = self.g.add_const(f"{n.name}/kpu_bn{sfx}", bn)
-            av = self.g.add_const(f"{n.name}/kpu_act{sfx}", act)
-            out_map = (spec.m, row_out.size, col_out.size)
-            conv = self.g.make_node(
-                "KpuConv", [up.outputs[0], wv, bv, av], name=self._name(f"{n.name}{sfx}"),
-                attrs={"layers": layers, "in_map": [spec.c, row_ax.size, col_ax.size], "out_map": list(out_map),
-                       "kernel": k, "stride": s, "depthwise": int(spec.depthwise), "pool": pool.name.lower(),
-                       "act": (spec.act_spec or {}).get("op") or ("PRelu" if spec.slopes is not None else
-                                                                  "LeakyRelu" if spec.alpha is not None else
-                                                                  "Clip" if (lo > 0 or hi < 255) else "Identity"),
-                       "fused": names, "row_tile": [o0, o1]},
-                outputs=[f"{out_v.name}@kpu_rows{i}"])
-            conv.outputs[0].quant = out_v.quant
-            self.sources[conv.name] = names
-            self.fit_errors[conv.name] = max(f.max_error for f in fits)
-            shape = list(out_v.shape)
-            shape[2] = o1 - o0
-            dn = self.g.make_node("KpuDownload", [conv.outputs[0]], name=self._name(f"{out_v.name}/download_rows{i}"),
-                                  attrs={"chw": [spec.m, o1 - o0, col_out.n], "map": [row_out.size, col_out.size],
-                                         "window": [row_out.start, col_out.start], "out_shape": shape},
-                                  outputs=[f"{out_v.name}@rows{i}"])
-            dn.outputs[0].quant = out_v.quant
-            self.reasons[dn.name] = "copies a row tile of a KPU result to general SRAM"
-            parts.append(dn.outputs[0])
-        for u in fused:
-            self.fused_nodes.add(id(u))
-        if len(parts) == 1:
-            res = parts[0]
-        else:
-            cat = self.g.make_node("Concat", parts, name=self._name(f"{out_v.name}/concat_rows"), attrs={"axis": 2},
-                                   outputs=[out_v.name if out_v.name not in self.g.values else f"{out_v.name}@cpu"])
-            res = cat.outputs[0]
-            self.reasons[cat.name] = "joins the row tiles of a KPU layer"
-        res.quant = out_v.quant
-        self.cpu[id(out_v)] = res
-        return None
+        """Row / column tiles with halos (:mod:`.lower_tiles`)."""
+        return try_tiled(self, n, spec, why)
 
     def cpu_node(self, n: Node, reason: str) -> None:
         ins = [None if v is None else self.cpu_value(v) for v in n.inputs]
