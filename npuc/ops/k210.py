@@ -48,11 +48,14 @@ def _source_window(x_shape, chw, rows, cols):
     return hs, ws, y, x
 
 
-def s2d_blocks(x: np.ndarray, pads, pad_value: int) -> np.ndarray:
+def s2d_blocks(x: np.ndarray, pads, pad_value: int, shifts: int = 1) -> np.ndarray:
     """``(C, H, W)`` → ``(4C, ceil(Hp/2), ceil(Wp/2))``: the input padded by ``pads``
     (top, left, bottom, right; then to even sizes) with ``pad_value``, its 2×2 blocks
     spread over channels ``4c + 2·by + bx``. A k×k stride-2 convolution (k ≤ 6) of ``x``
-    is the 3×3 stride-1 "valid" convolution of this tensor with the weights rearranged."""
+    is the 3×3 stride-1 "valid" convolution of this tensor with the weights rearranged.
+    With ``shifts = 2`` (k ≤ 12: 7×7 stems), four copies of that tensor shifted by 0 or 3
+    rows and 0 or 3 columns, ``(16C, ceil(Hp/2) − 3, ceil(Wp/2) − 3)``, copy ``2·ay + ax``
+    first: the taps 3..5 of the block grid become taps 0..2 of the shifted copies."""
     c, h, w = x.shape
     pt, pl, pb, pr = (int(p) for p in pads)
     hp, wp = h + pt + pb, w + pl + pr
@@ -60,13 +63,17 @@ def s2d_blocks(x: np.ndarray, pads, pad_value: int) -> np.ndarray:
     buf = np.full((c, 2 * hs, 2 * ws), pad_value, np.uint8)
     hk, wk = min(h, 2 * hs - pt), min(w, 2 * ws - pl)     # negative end pads drop unread rows
     buf[:, pt:pt + hk, pl:pl + wk] = x[:, :hk, :wk]
-    return np.ascontiguousarray(buf.reshape(c, hs, 2, ws, 2).transpose(0, 2, 4, 1, 3)).reshape(4 * c, hs, ws)
+    s = np.ascontiguousarray(buf.reshape(c, hs, 2, ws, 2).transpose(0, 2, 4, 1, 3)).reshape(4 * c, hs, ws)
+    if int(shifts) == 1:
+        return s
+    return np.concatenate([s[:, 3 * ay:hs - 3 + 3 * ay, 3 * ax:ws - 3 + 3 * ax] for ay in (0, 1) for ax in (0, 1)])
 
 
-def _s2d_shape(x_shape, pads) -> tuple[int, int, int]:
+def _s2d_shape(x_shape, pads, shifts: int = 1) -> tuple[int, int, int]:
     c, h, w = (int(d) for d in x_shape[-3:])
     pt, pl, pb, pr = (int(p) for p in pads)
-    return 4 * c, -(-(h + pt + pb) // 2), -(-(w + pl + pr) // 2)
+    hs, ws = -(-(h + pt + pb) // 2), -(-(w + pl + pr) // 2)
+    return (4 * c, hs, ws) if int(shifts) == 1 else (16 * c, hs - 3, ws - 3)
 
 
 def _upload_infer(ctx: InferContext):
@@ -75,7 +82,8 @@ def _upload_infer(ctx: InferContext):
     y0, x0 = (int(d) for d in ctx.attrs["window"])
     n = int(np.prod(ctx.shape(0))) if ctx.shape(0) else 1
     if ctx.attrs.get("space_to_depth") is not None:
-        if len(ctx.shape(0)) < 3 or _s2d_shape(ctx.shape(0), ctx.attrs["space_to_depth"]) != (c, h, w):
+        if len(ctx.shape(0)) < 3 or _s2d_shape(ctx.shape(0), ctx.attrs["space_to_depth"],
+                                               ctx.attrs["s2d_shifts"]) != (c, h, w):
             raise ctx.fail(f"space-to-depth of {list(ctx.shape(0))} is not {c}x{h}x{w}")
     else:
         hs, ws, r0, c0 = _source_window(ctx.shape(0), ctx.attrs["chw"], ctx.attrs["rows"], ctx.attrs["cols"])
@@ -90,8 +98,9 @@ def _upload_infer(ctx: InferContext):
 
 
 @register("KpuUpload", attrs={"chw": REQUIRED, "map": REQUIRED, "window": [0, 0], "pad_value": 0,
-                              "rows": [0, 0], "cols": [0, 0], "space_to_depth": None}, infer=_upload_infer)
-def kpu_upload(x, *, chw, map, window, pad_value, rows, cols, space_to_depth):
+                              "rows": [0, 0], "cols": [0, 0], "space_to_depth": None, "s2d_shifts": 1},
+          infer=_upload_infer)
+def kpu_upload(x, *, chw, map, window, pad_value, rows, cols, space_to_depth, s2d_shifts):
     """CPU tensor (or its rows ``[r0, r1)`` / columns ``[c0, c1)``: a tile; or its padded space-to-depth
     rearrangement, see :func:`s2d_blocks`) → AI SRAM row layout, padded to the ``map``
     geometry with ``pad_value``."""
@@ -103,7 +112,7 @@ def kpu_upload(x, *, chw, map, window, pad_value, rows, cols, space_to_depth):
     full = np.full((c, hm, wm), int(pad_value), np.uint8)
     if space_to_depth is not None:
         xs = np.asarray(x, np.uint8)
-        src = s2d_blocks(xs.reshape(xs.shape[-3:]), space_to_depth, int(pad_value))
+        src = s2d_blocks(xs.reshape(xs.shape[-3:]), space_to_depth, int(pad_value), s2d_shifts)
     else:
         hs, ws, r0, c0 = _source_window(np.shape(x), chw, rows, cols)
         src = np.asarray(x, np.uint8).reshape(c, hs, ws)[:, r0:r0 + h, c0:c0 + w]

@@ -108,21 +108,35 @@ class KpuUploadKernel(Kernel):
         c0, c1 = (int(d) for d in b.attrs.get("cols") or [0, 0])
         s2d = b.attrs.get("space_to_depth")
         prep = None
-        if s2d is not None:   # padded 2x2 space-to-depth, through a buffer made once at load time
+        if s2d is not None:   # padded 2x2 space-to-depth, through buffers made once at load time
             x = b.inputs[0]
             cx, hx, wx = x.shape[-3:]
             pt, pl, _, _ = (int(p) for p in s2d)
-            padded = np.full((cx, 2 * h, 2 * w), pad, np.uint8)
+            extra = 3 if int(b.attrs.get("s2d_shifts") or 1) == 2 else 0   # shifted copies (7x7 stems)
+            hb, wb = h + extra, w + extra
+            padded = np.full((cx, 2 * hb, 2 * wb), pad, np.uint8)
             src = np.empty((c, h, w), np.uint8)
-            hk, wk = min(hx, 2 * h - pt), min(wx, 2 * w - pl)     # negative end pads drop unread rows
+            hk, wk = min(hx, 2 * hb - pt), min(wx, 2 * wb - pl)     # negative end pads drop unread rows
             inner = padded[:, pt:pt + hk, pl:pl + wk]
             x3 = x.reshape(cx, hx, wx)[:, :hk, :wk]
-            blocks = padded.reshape(cx, h, 2, w, 2).transpose(0, 2, 4, 1, 3)
-            dst5 = src.reshape(cx, 2, 2, h, w)
+            blocks = padded.reshape(cx, hb, 2, wb, 2).transpose(0, 2, 4, 1, 3)
+            if extra:
+                s2d_buf = np.empty((cx, 2, 2, hb, wb), np.uint8)
+                copies = [(src[g * 4 * cx:(g + 1) * 4 * cx].reshape(cx, 2, 2, h, w),
+                           s2d_buf[:, :, :, 3 * ay:3 * ay + h, 3 * ax:3 * ax + w])
+                          for g, (ay, ax) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1)))]
 
-            def prep():
-                inner[...] = x3
-                dst5[...] = blocks
+                def prep():
+                    inner[...] = x3
+                    s2d_buf[...] = blocks
+                    for d, s_ in copies:
+                        d[...] = s_
+            else:
+                dst5 = src.reshape(cx, 2, 2, h, w)
+
+                def prep():
+                    inner[...] = x3
+                    dst5[...] = blocks
         elif r1 > r0 or c1 > c0:     # a row / column tile of an NCHW tensor
             x = b.inputs[0]
             hs, ws = (x.shape[-2], r0) if r1 > r0 else (h, 0), (x.shape[-1], c0) if c1 > c0 else (w, 0)

@@ -143,10 +143,13 @@ def conv_spec(n: Node) -> ConvSpec | str:
 
 
 def s2d_spec(n: Node) -> ConvSpec | None:
-    """A 4×4, 5×5 or 6×6 stride-2 ``QConv`` as the 3×3 "valid" convolution of the input's
+    """A 4×4 … 12×12 stride-2 ``QConv`` as the 3×3 "valid" convolution of the input's
     padded 2×2 space-to-depth (4C channels): ``out[i] = Σ_t w[t] xp[2i + t]`` with
     ``t = 2a + b`` is ``Σ_a Σ_b w[2a + b] S_b[i + a]``, ``S_b[j] = xp[2j + b]``; taps past k
-    get weight 0 (the uint8 zero point 128), so the accumulator is exactly the original's."""
+    get weight 0 (the uint8 zero point 128), so the accumulator is exactly the original's.
+    Kernels past 6 (7×7 stems) have block taps a = 3q + p past 2: the upload adds copies of
+    S shifted by 3 rows / columns (``T_q[j] = S[j + 3q]``, 16C channels), and the 3×3 conv
+    of T with taps p covers a = 0..5."""
     from ...ops.nn import conv_node_geometry
 
     x, w = n.inputs[0], n.inputs[1]
@@ -155,8 +158,9 @@ def s2d_spec(n: Node) -> ConvSpec | None:
         return None
     geo = conv_node_geometry(x.shape, w.shape, **a)
     k = geo.kernel[0]
-    if geo.kernel != (k, k) or k not in (4, 5, 6) or tuple(geo.strides) != (2, 2) or any(
-            d != 1 for d in geo.dilations) or x.shape[1] * 4 > MAX_IN_CHANNELS:
+    shifts = 1 if k <= 6 else 2
+    if geo.kernel != (k, k) or not 4 <= k <= 12 or tuple(geo.strides) != (2, 2) or any(
+            d != 1 for d in geo.dilations) or x.shape[1] * 4 * shifts * shifts > MAX_IN_CHANNELS:
         return None
     import dataclasses
 
@@ -171,16 +175,22 @@ def s2d_spec(n: Node) -> ConvSpec | None:
     c, h, wd = x.shape[1:]
     pt, pl = geo.pads_begin
     oh, ow = geo.out_shape
-    # padded to exactly 2·(out + 2) rows/columns: the 3×3 valid conv then gives the out rows;
-    # rows past the original end padding only meet the zero taps (t ≥ k), or are never read
+    # padded to exactly 2·(out + 2 (+ 3 for the shifted copies)) rows/columns: the 3×3 valid
+    # conv then gives the out rows; rows past the original end padding only meet the zero
+    # taps (t ≥ k), or are never read
     hs, ws = oh + 2, ow + 2
-    pb, pr = 2 * hs - h - pt, 2 * ws - wd - pl
+    extra = 3 * (shifts - 1)
+    pb, pr = 2 * (hs + extra) - h - pt, 2 * (ws + extra) - wd - pl
     m = w.shape[0]
-    w6 = np.zeros((m, c, 6, 6), np.int8)
-    w6[:, :, :k, :k] = np.asarray(w.const, np.int8)
-    w3 = w6.reshape(m, c, 3, 2, 3, 2).transpose(0, 1, 3, 5, 2, 4).reshape(m, 4 * c, 3, 3)
-    return dataclasses.replace(base, k=3, stride=1, pads=(0, 0, 0, 0), c=4 * c, h=hs, w=ws,
-                               w_int8=np.ascontiguousarray(w3), s2d=(pt, pl, pb, pr))
+    kk = 6 * shifts
+    wk = np.zeros((m, c, kk, kk), np.int8)
+    wk[:, :, :k, :k] = np.asarray(w.const, np.int8)
+    # tap t = 6q + 2p + b (q: shifted copy, p: 3x3 tap, b: position in the 2x2 block); channels
+    # (copy 2·qy + qx, c, by, bx), as the upload lays them out
+    w3 = wk.reshape(m, c, shifts, 3, 2, shifts, 3, 2).transpose(0, 2, 5, 1, 4, 7, 3, 6)
+    w3 = w3.reshape(m, shifts * shifts * 4 * c, 3, 3)
+    return dataclasses.replace(base, k=3, stride=1, pads=(0, 0, 0, 0), c=4 * c * shifts * shifts, h=hs, w=ws,
+                               w_int8=np.ascontiguousarray(w3), s2d=(pt, pl, pb, pr, shifts))
 
 
 def gemm_spec(n: Node) -> ConvSpec | str:

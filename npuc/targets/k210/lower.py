@@ -184,7 +184,8 @@ class K210Lowering:
         attrs = {"chw": [c, h, w], "map": [rows.size, cols.size], "window": [rows.start, cols.start],
                  "pad_value": int(pad)}
         if s2d is not None:
-            attrs["space_to_depth"] = list(s2d)
+            attrs["space_to_depth"] = list(s2d[:4])
+            attrs["s2d_shifts"] = int(s2d[4]) if len(s2d) > 4 else 1
         node = self.g.make_node("KpuUpload", [x], name=self._name(f"{v.name}/upload"), attrs=attrs,
                                 outputs=[f"{v.name}@kpu" if s2d is None else f"{v.name}@kpu_s2d"])
         node.outputs[0].quant = v.quant

@@ -156,6 +156,9 @@ LAYERS = [
     dict(c=3, m=16, k=6, h=64, w=40, stride=2, pads=2),                        # 6x6/2 (a YOLOv5 stem)
     dict(c=3, m=8, k=4, h=20, w=20, stride=2, pads=1),
     dict(c=4, m=8, k=5, h=21, w=19, stride=2, pads=0),
+    dict(c=3, m=16, k=7, h=32, w=32, stride=2, pads=3),                        # 7x7/2 (ResNet stem): 48 ch
+    dict(c=3, m=8, k=7, h=31, w=29, stride=2, pads=(3, 2, 2, 3)),
+    dict(c=2, m=8, k=9, h=24, w=26, stride=2, pads=0),
 ]
 
 
