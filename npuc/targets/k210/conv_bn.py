@@ -95,9 +95,10 @@ def conv_args(x_zero_point: int, w_zero_point: int, kernel: int) -> ConvArgs:
                     arg_add=kernel * kernel * int(x_zero_point) * int(w_zero_point))
 
 
-def _bn_for_exponent(r0: np.ndarray, bias: np.ndarray, s_y: float, e: int, max_acc: np.ndarray):
-    """BN table for ``s_v = s_y · 2^−e``, or None when a field or |v| would overflow."""
-    s_v = math.ldexp(s_y, -e)
+def bn_fields(r0: np.ndarray, bias: np.ndarray, s_v: float):
+    """Per-channel ``(mul, shift, add)`` of the BN stage for ``v = u / s_v`` with
+    ``u = r0 · acc + bias`` (23-bit multiplier mantissas, 4-bit shifts, ``add`` rounded with
+    the +1/2 that cancels the flooring shift on average), or None when a field overflows."""
     r = r0 / s_v
     a = np.abs(r)
     if np.any(a >= (1 << 23) - 0.5):
@@ -113,7 +114,16 @@ def _bn_for_exponent(r0: np.ndarray, bias: np.ndarray, s_y: float, e: int, max_a
     add_f = np.floor(bias / s_v + 0.5 + 0.5)          # round(b / s_v + 1/2)
     if np.any(np.abs(add_f) > (1 << 31) - 1):
         return None
-    add = add_f.astype(np.int64)
+    return mul, sh, add_f.astype(np.int64)
+
+
+def _bn_for_exponent(r0: np.ndarray, bias: np.ndarray, s_y: float, e: int, max_acc: np.ndarray):
+    """BN table for ``s_v = s_y · 2^−e``, or None when a field or |v| would overflow."""
+    s_v = math.ldexp(s_y, -e)
+    fields = bn_fields(r0, bias, s_v)
+    if fields is None:
+        return None
+    mul, sh, add = fields
     top = (max_acc * np.abs(mul)) >> sh
     if np.any(top + np.abs(add) + 2 > _V_LIMIT):
         return None

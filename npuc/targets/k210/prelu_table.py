@@ -26,12 +26,12 @@ import math
 import numpy as np
 
 from .activation_fit import FitReport, _quantize_slope
-from .conv_bn import _V_LIMIT, BnTable, QParams
+from .conv_bn import _V_LIMIT, BnTable, QParams, bn_fields
 from .encode import ActTable, apply_act_table
 from .spec import ACT_SEGMENTS, ACT_START_MAX, ACT_START_MIN, KpuError
 
 MAX_SLOPES = 5     #: distinct slopes one layer's table always takes (2 + 3 · 4 ≤ 16 segments)
-_ADD_LIMIT = (1 << 31) - 1
+_ADD_LIMIT = (1 << 31) - 1     #: the BN add field is 32-bit signed
 
 
 def segments_needed(slopes) -> int:
@@ -42,24 +42,12 @@ def segments_needed(slopes) -> int:
 
 
 def _bn_parts(r0: np.ndarray, bias: np.ndarray, s_v: float, max_acc: np.ndarray):
-    """mul/shift/add (without region offsets) for ``s_v``, as :func:`conv_bn.make_bn` builds
+    """mul/shift/add (without region offsets) for ``s_v``, as :func:`.conv_bn.make_bn` builds
     them, and each channel's worst-case v range; None when a field overflows."""
-    r = r0 / s_v
-    a = np.abs(r)
-    if np.any(a >= (1 << 23) - 0.5):
+    fields = bn_fields(r0, bias, s_v)
+    if fields is None:
         return None
-    with np.errstate(divide="ignore"):
-        sh = np.floor(np.log2(((1 << 23) - 1) / np.where(a > 0, a, 1.0)))
-    sh = np.clip(np.where(a > 0, sh, 15), 0, 15).astype(np.int64)
-    mul = np.rint(a * np.exp2(sh)).astype(np.int64)
-    over = mul > (1 << 23) - 1
-    sh = np.where(over, sh - 1, sh)
-    mul = np.where(over, np.rint(a * np.exp2(sh)).astype(np.int64), mul)
-    mul = np.where(r < 0, -mul, mul)
-    add_f = np.floor(bias / s_v + 0.5 + 0.5)
-    if np.any(np.abs(add_f) > _ADD_LIMIT):
-        return None
-    add = add_f.astype(np.int64)
+    mul, sh, add = fields
     top = (max_acc * np.abs(mul)) >> sh
     return mul, sh, add, add - top - 1, add + top + 1
 

@@ -12,20 +12,11 @@ from npuc.format.reader import read_program
 from npuc.format.writer import write_program
 from npuc.ir import Graph, QuantParams
 from npuc.lowering import lower
-from npuc.ops.registry import get_op
 from npuc.quant.qparams import add_multipliers, quantize_multiplier
 from npuc.targets import get_target
 from npuc.targets.k210.lower import K210Lowering
 from npuc.targets.k210.lower_add import ratio_weights
-
-
-def _run_graph(g: Graph, feeds: dict) -> dict:
-    env = dict(feeds)
-    for n in g.nodes:
-        ins = [None if v is None else (v.const if v.is_const else env[v.name]) for v in n.inputs]
-        for o, r in zip(n.outputs, get_op(n.op).run(ins, n.attrs)):
-            env[o.name] = r
-    return {v.name: env[v.name] for v in g.outputs}
+from tests.targets.k210.test_target import _run_graph
 
 
 def _add_graph(rng, *, c=8, h=12, w=12, sub=False, relu=False, scales=(0.04, 0.09)):
