@@ -55,6 +55,7 @@ from .layer_specs import (W_ZERO_POINT, ConvSpec, _scalar_q, build_layers, conv_
                           gemm_spec, identify_lut, s2d_spec, split_channels)
 from .layout import fmap_bytes, row_layout
 from .lower_add import try_kpu_add
+from .lower_pool import try_kpu_pool
 from .lower_tiles import TILE_BYTES, try_tiled  # noqa: F401
 from .memory_checks import (KpuMemoryError, MainSramError, check_kpu_memory, check_weights,  # noqa: F401
                             kpu_peak)
@@ -98,6 +99,25 @@ def _covers(qy, qx) -> bool:
     return (0 - zy) * sy <= (0 - zx) * sx + sy / 2 and (255 - zy) * sy >= (255 - zx) * sx - sy / 2
 
 
+def _channel_pad_for_add(n: Node, outputs: set) -> bool:
+    """A constant ``Pad`` of uint8 NCHW channels at the end with the zero point (real 0),
+    read only by a ``QAdd``: the KPU pair-map add can take its source and add nothing for
+    the padded channels (lower_add.py)."""
+    if n.op != "Pad" or n.attrs.get("mode", "constant") != "constant" or len(n.inputs) < 2:
+        return False
+    x, y = n.inputs[0], n.outputs[0]
+    p, val = n.inputs[1], n.input(2)
+    if x.dtype != np.uint8 or x.rank != 4 or p is None or not p.is_const or id(y) in outputs or \
+            len(y.users) != 1 or y.users[0].op != "QAdd" or (val is not None and not val.is_const):
+        return False
+    pads = np.asarray(p.const, np.int64).reshape(-1)
+    qx, qy = _scalar_q(x), _scalar_q(y)
+    if pads.size != 8 or np.any(np.delete(pads, 5) != 0) or pads[5] <= 0 or qx is None or qx != qy:
+        return False
+    code = 0 if val is None else int(np.asarray(val.const).reshape(-1)[0])
+    return code == qy[1]
+
+
 def cpu_reason(n: Node) -> str:
     r = _CPU_REASONS.get(n.op)
     if r:
@@ -127,7 +147,7 @@ class _Plan:
     hi: int = 255
 
 
-_LATER_KPU = ("QConv", "QGemm", "QAdd")
+_LATER_KPU = ("QConv", "QGemm", "QAdd", "MaxPool")
 _POOLS = ("MaxPool", "QAvgPool")       #: pools a layer can fuse (max / mean)
 
 
@@ -142,6 +162,7 @@ class K210Lowering:
         self.kpu: dict[int, KMap] = {}
         self.consts: dict[int, Value] = {}
         self.fused_nodes: set[int] = set()
+        self.deferred: dict[int, Node] = {}      # channel Pads a KPU add may absorb (id of their output)
         self.reasons: dict[str, str] = {}       # final node name -> why it runs on the CPU
         self.sources: dict[str, list[str]] = {}  # KpuConv name -> quantized nodes it implements
         self.fit_errors: dict[str, int] = {}
@@ -446,11 +467,19 @@ class K210Lowering:
         for n in self.src.nodes:
             if id(n) in self.fused_nodes:
                 continue
+            if _channel_pad_for_add(n, self.outputs):
+                self.deferred[id(n.outputs[0])] = n
+                continue
             reason = None
-            if n.op in ("QConv", "QGemm", "QAdd"):
-                reason = self.try_kpu(n) if n.op != "QAdd" else try_kpu_add(self, n)
+            if n.op in ("QConv", "QGemm", "QAdd", "MaxPool"):
+                reason = (self.try_kpu(n) if n.op in ("QConv", "QGemm") else try_kpu_add(self, n)
+                          if n.op == "QAdd" else try_kpu_pool(self, n))
                 if reason is None:
                     continue
+            for v in n.inputs:          # a deferred channel Pad the add did not absorb: on the CPU after all
+                pad = self.deferred.pop(id(v), None) if v is not None else None
+                if pad is not None:
+                    self.cpu_node(pad, cpu_reason(pad))
             self.cpu_node(n, reason or cpu_reason(n))
         self.g.outputs = [self.cpu_value(v) for v in self.src.outputs]
         for v, o in zip(self.src.outputs, self.g.outputs):

@@ -93,35 +93,41 @@ def _operands_reason(n: Node) -> str | None:
     return None
 
 
-def add_spec(n: Node) -> ConvSpec | str:
-    """The 1×1 KPU layer of ``QAdd`` node ``n`` on its pair map, or why there is none."""
+def add_spec(n: Node, first: int = 0, c_second: int | None = None) -> ConvSpec | str:
+    """The 1×1 KPU layer of ``QAdd`` node ``n`` on its pair map ``[operand first; the other]``,
+    or why there is none. ``c_second``: the second operand's map holds only its first
+    ``c_second`` channels (a channel ``Pad`` with the zero point, as BlazeFace's shortcuts,
+    supplies the rest: they add real 0)."""
     why = _operands_reason(n)
     if why:
         return why
-    a, b = n.inputs
     y = n.outputs[0]
     at = n.attrs
-    c, h, w = a.shape[1:]
-    qa, qy = _scalar_q(a), _scalar_q(y)
-    if qa is None or qy is None:
-        return "per-channel activation quantization"
+    c, h, w = n.inputs[0].shape[1:]
+    c2 = c if c_second is None else int(c_second)
+    if c + c2 > MAX_IN_CHANNELS:
+        return f"add of {c} channels (the pair map would exceed the KPU's {MAX_IN_CHANNELS} input channels)"
     am, bm, sh = int(at["a_mult"]), int(at["b_mult"]), int(at["shift"])
     if am <= 0 or bm == 0:
         return "an add whose first operand does not count (a CPU op)"
     wa, wb = ratio_weights(bm / am)
-    m_a = am / 2.0 ** sh                          # code multiplier of a: y = z_y + m_a·(a − z_a) + ...
-    worst = 255 * abs(m_a * wb / wa - bm / 2.0 ** sh)
+    worst = 255 * abs(am * wb / wa - bm) / 2.0 ** sh
     if worst > MAX_RATIO_ERROR:
         return (f"operand scales too far apart for the KPU's int8 weights (ratio {bm / am:.4g} as {wb}/{wa}: up "
                 f"to {worst:.2f} output codes off)")
     za, zb = int(at["a_zp"]), int(at["b_zp"])
-    wts = np.zeros((c, 2 * c, 1, 1), np.int8)
+    # (multiplier, zero point, weight) of the pair's first operand; (zero point, weight) of the second
+    (m_f, z_f, w_f), (z_s, w_s) = ((am, za, wa), (zb, wb)) if first == 0 else ((bm, zb, wb), (za, wa))
+    qf, qy = _scalar_q(n.inputs[first]), _scalar_q(y)
+    if qf is None or qy is None:
+        return "per-channel activation quantization"
+    wts = np.zeros((c, c + c2, 1, 1), np.int8)
     idx = np.arange(c)
-    wts[idx, idx] = wa
-    wts[idx, c + idx] = wb
-    scales = np.full(c, m_a * qy[0] / (qa[0] * wa), np.float64)
-    bias = np.full(c, wb * (za - zb), np.int64)
-    return ConvSpec(n.name, 1, 1, (0, 0, 0, 0), False, 2 * c, c, h, w, (qa[0], za), qy, wts, scales, bias,
+    wts[idx, idx] = w_f
+    wts[idx[:c2], c + idx[:c2]] = w_s
+    scales = np.full(c, (m_f / 2.0 ** sh) * qy[0] / (qf[0] * w_f), np.float64)   # BN multiplier m_f / w_f
+    bias = np.where(idx < c2, w_s * (z_f - z_s), 0).astype(np.int64)
+    return ConvSpec(n.name, 1, 1, (0, 0, 0, 0), False, c + c2, c, h, w, (qf[0], z_f), qy, wts, scales, bias,
                     int(at["act_min"]), int(at["act_max"]), None)
 
 
@@ -132,10 +138,18 @@ def _same_window(x: Axis, y: Axis) -> bool:
 def try_kpu_add(low, n: Node) -> str | None:
     """Lower ``QAdd`` node ``n`` onto the KPU for :class:`~.lower.K210Lowering` ``low``;
     returns None when done, else the reason it stays on the CPU."""
-    spec = add_spec(n)
+    a, b = n.inputs
+    pads = [low.deferred.get(id(v)) for v in (a, b)]
+    if all(pads):
+        return "an add of two channel-padded tensors (a CPU op)"
+    first = 1 if pads[0] is not None else 0          # the pair map: [full operand; the other's source]
+    pad = pads[1 - first]
+    a, b = (b, a) if first else (a, b)
+    if pad is not None:
+        b = pad.inputs[0]
+    spec = add_spec(n, first, b.shape[1])
     if isinstance(spec, str):
         return spec
-    a, b = n.inputs
     y = n.outputs[0]
     ka, kb = low.kpu.get(id(a)), low.kpu.get(id(b))
     if ka is None and kb is None:
@@ -145,26 +159,30 @@ def try_kpu_add(low, n: Node) -> str | None:
         return "no KPU map geometry for this add"
     c = spec.m
     hm, wm = ref.hw
+    if (kb is not None and kb.c != b.shape[1]) or (ka is not None and ka.c != a.shape[1]):
+        return "an operand's map does not hold its channels alone"
     if c % row_layout(wm).groups:
         return (f"add of {c} channels on a {wm}-column map (the pair map needs a multiple of "
                 f"{row_layout(wm).groups} channels)")
-    for km in (ka, kb):
-        if km is not None and not (_same_window(km.rows, ref.rows) and _same_window(km.cols, ref.cols)):
-            return "its operands' AI SRAM maps have different geometry (an add on the CPU)"
-    why = _cost(low, n, spec, ka, kb, (hm, wm))
+    if kb is not None and not (_same_window(kb.rows, ref.rows) and _same_window(kb.cols, ref.cols)):
+        kb = None       # the maps differ (padding windows): the second comes again from its CPU copy
+    why = _cost(low, n, spec, ((a, ka), (b, kb)), (hm, wm), pad is not None)
     if why:
         return why
     try:
-        layers, wts, bn, act, fits = build_layers(spec, (2 * c, hm, wm), KpuPool.BYPASS, spec.act_min, spec.act_max)
+        layers, wts, bn, act, fits = build_layers(spec, (spec.c, hm, wm), KpuPool.BYPASS, spec.act_min, spec.act_max)
     except KpuError as e:
         return f"KPU parameters out of range: {e}"
     rows, cols = ref.rows, ref.cols
     maps = []
     for v, km in ((a, ka), (b, kb)):
         if km is None:
-            km = low.upload(v, c, *v.shape[2:], Axis(rows.size, rows.start, rows.n),
+            km = low.upload(v, v.shape[1], *v.shape[2:], Axis(rows.size, rows.start, rows.n),
                             Axis(cols.size, cols.start, cols.n), _scalar_q(v)[1])
         maps.append(km.value)
+    if pad is not None:        # the channel padding is the zero weights of the missing channels
+        del low.deferred[id(pad.outputs[0])]
+        low.fused_nodes.add(id(pad))
     pair = low.g.make_node("Concat", maps, name=low._name(f"{n.name}/pair"), attrs={"axis": 0},
                            outputs=[f"{n.name}/pair@kpu"])
     pair.outputs[0].quant = a.quant
@@ -173,15 +191,16 @@ def try_kpu_add(low, n: Node) -> str | None:
     wv = low.g.add_const(f"{n.name}/kpu_weights", wts)
     bv = low.g.add_const(f"{n.name}/kpu_bn", bn)
     av = low.g.add_const(f"{n.name}/kpu_act", act)
+    names = [n.name] + ([pad.name] if pad is not None else [])
     node = low.g.make_node(
         "KpuConv", [pair.outputs[0], wv, bv, av], name=low._name(n.name),
-        attrs={"layers": layers, "in_map": [2 * c, hm, wm], "out_map": [c, hm, wm], "kernel": 1, "stride": 1,
+        attrs={"layers": layers, "in_map": [spec.c, hm, wm], "out_map": [c, hm, wm], "kernel": 1, "stride": 1,
                "depthwise": 0, "pool": KpuPool.BYPASS.name.lower(),
-               "act": "Clip" if (spec.act_min > 0 or spec.act_max < 255) else "Identity", "fused": [n.name],
+               "act": "Clip" if (spec.act_min > 0 or spec.act_max < 255) else "Identity", "fused": names,
                "residual_add": [int(spec.w_int8[0, 0, 0, 0]), int(spec.w_int8[0, c, 0, 0])]},
         outputs=[f"{y.name}@kpu"])
     node.outputs[0].quant = y.quant
-    low.sources[node.name] = [n.name]
+    low.sources[node.name] = names
     low.fit_errors[node.name] = max(f.max_error for f in fits)
     low.kpu[id(y)] = KMap(node.outputs[0], c, Axis(rows.size, rows.start, rows.n, False, False),
                           Axis(cols.size, cols.start, cols.n, False, False))
@@ -190,25 +209,25 @@ def try_kpu_add(low, n: Node) -> str | None:
     return None
 
 
-def _cost(low, n: Node, spec: ConvSpec, ka: KMap | None, kb: KMap | None, hw: tuple[int, int]) -> str | None:
-    """Why the add is cheaper on the CPU (with the copies either way), or None."""
+def _cost(low, n: Node, spec: ConvSpec, operands, hw: tuple[int, int], padded: bool) -> str | None:
+    """Why the add is cheaper on the CPU (with the copies either way), or None.
+    ``operands``: the pair's ``(value, map or None)``; ``padded``: a channel Pad is saved."""
     if not low.use_cost:
         return None
-    a, b = n.inputs
     y = n.outputs[0]
     elems = int(np.prod(y.shape))
-    cpu = elems * cost.CPU_INT_ELEMENT
-    for v, km in ((a, ka), (b, kb)):
+    cpu = elems * cost.CPU_INT_ELEMENT + (cost.move_cycles(elems) if padded else 0)
+    for v, km in operands:
         if km is not None and id(v) not in low.cpu:
-            cpu += cost.move_cycles(elems)             # download for the CPU
+            cpu += cost.move_cycles(int(np.prod(v.shape)))   # download for the CPU
     if any(u.op in ("QConv", "QGemm", "QAdd") for u in y.users):
         cpu += cost.move_cycles(elems)                 # upload for a KPU reader
     lay = row_layout(hw[1])
     kpu = (cost.KPU_LAYER_OVERHEAD + spec.m * math.ceil(spec.c / lay.groups) * hw[0] * lay.row_len
            + spec.w_int8.size // cost.KPU_WEIGHT_BYTES_PER_CYCLE)
-    for km in (ka, kb):
-        if km is None:
-            kpu += cost.move_cycles(elems)
+    for v, km in operands:
+        if km is None:   # an upload (after a download if it has no CPU copy yet)
+            kpu += cost.move_cycles(int(np.prod(v.shape))) * (1 if id(v) in low.cpu or v.is_const else 2)
     if low._will_be_cpu(y):
         kpu += cost.move_cycles(elems)
     if kpu >= cpu:

@@ -303,9 +303,14 @@ def test_inspect_placement_and_pools(tmp_path, capsys):
     stem = next(o for o in ops if o["name"] == "conv2d")         # the 5x5/2 stem: 3x3 on space-to-depth
     assert stem["where"] == "kpu" and stem["in_map"][0] == 12
     assert any("space-to-depth" in o.get("reason", "") for o in ops)
-    kpu_adds = [o for o in ops if o["op"] == "KpuConv" and o["in_map"][0] == 2 * o["out_map"][0]
+    kpu_adds = [o for o in ops if o["op"] == "KpuConv" and o["in_map"][0] > o["out_map"][0]
                 and o["kernel"] == 1 and "add" in o["implements"][0]]
-    assert len(kpu_adds) >= 10                                    # residual adds as 1x1 layers on pair maps
+    assert len(kpu_adds) >= 12                                    # residual adds as 1x1 layers on pair maps
+    # the shortcuts' channel padding is the pair layers' zero weights; their max pools are KPU layers
+    assert sum(any("channel_padding" in x for x in o["implements"]) for o in kpu_adds) >= 8
+    assert sum(o["op"] == "Pad" for o in ops) <= 2
+    pools = [o for o in ops if o["op"] == "KpuConv" and o["implements"][0].startswith("max_pooling2d")]
+    assert len(pools) == 3 and all(o["pool"] == "max_2_s2" and o["depthwise"] for o in pools)
     pairs = [o for o in ops if o["op"] == "Concat"]
     assert pairs and all(o["where"] == "kpu" and o["in_place"] and o["est_us"] == 0 for o in pairs)
     assert all(o["reason"] for o in ops if o["op"] == "QAdd")
