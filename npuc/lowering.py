@@ -128,6 +128,9 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
             ins = n.inputs
             if len({id(v) for v in ins}) != len(ins):
                 return False
+            # two views of one tensor (one buffer group) cannot sit in two slices
+            if len({groups.find(id(v)) for v in ins if v is not None}) != len(ins):
+                return False
             for v in ins:
                 # an input may have other readers: its bytes sit in its slice all the same
                 # (the whole group then lives as long as any member is read)

@@ -127,8 +127,8 @@ class ElementwiseHandlers(QuantizerBase):
         nm, ns = quantize_multiplier(np.abs(alpha.astype(np.float64)) * sx / sy)
         nm = np.where(alpha < 0, -nm, nm)  # a negative slope: a negative multiplier
         y = self.add("QPRelu", [xq], {"x_zp": zx, "y_zp": zy, "pos_mult": int(pm), "pos_shift": int(ps),
-                                      "neg_mult": np.atleast_1d(nm).tolist() if alpha.size > 1 else int(nm),
-                                      "neg_shift": np.atleast_1d(ns).tolist() if alpha.size > 1 else int(ns),
+                                      "neg_mult": np.atleast_1d(nm).tolist() if alpha.size > 1 else _one(nm),
+                                      "neg_shift": np.atleast_1d(ns).tolist() if alpha.size > 1 else _one(ns),
                                       "axis": 1, "out_dtype": qt.value}, out_name=n.outputs[0].name, name=n.name)
         self.set_q(n.outputs[0], y, qy)
         return True
@@ -215,3 +215,8 @@ class ElementwiseHandlers(QuantizerBase):
                 continue
             self.set_q(o, no, qp)
         return True
+
+
+def _one(a) -> int:
+    """The int of a one-element array of any shape (``int()`` wants 0-d arrays on numpy 2)."""
+    return int(np.asarray(a).reshape(-1)[0])

@@ -233,7 +233,8 @@ class K210Lowering:
             if u.op == "QLut" and not chain and self._lut_ok(n) and identify_lut(u) is not None:
                 chain.append(u)
             elif u.op == "Clip" and u.inputs[0] is v and u.outputs[0].dtype == np.uint8 and not chain and all(
-                    x is None or x.is_const for x in u.inputs[1:]):
+                    x is None or x.is_const for x in u.inputs[1:]) and n.attrs.get("neg_multiplier") is None:
+                # (a two-slope table has no clamp of its own: a Clip after it stays a CPU op)
                 chain.append(u)
             elif u.op == "MaxPool" and u.outputs[0].dtype == np.uint8 and len(u.outputs) == 1 \
                     and self._pool_size(u):
@@ -395,8 +396,11 @@ class K210Lowering:
                 return plan
             return self.try_tiled(n, spec, plan)
         in_hw = plan.src_map.hw if plan.src_map is not None else (plan.upload[0].size, plan.upload[1].size)
-        if fmap_bytes(spec.c, *in_hw) + fmap_bytes(spec.m, plan.rows.size, plan.cols.size) > TILE_ABOVE_BYTES \
-                and not spec.gemm and not spec.s2d:
+        maps = fmap_bytes(spec.c, *in_hw) + fmap_bytes(spec.m, plan.rows.size, plan.cols.size)
+        if maps > TILE_ABOVE_BYTES and spec.s2d:
+            return (f"its space-to-depth input and output maps need {maps:,} bytes of AI SRAM (more than "
+                    f"{TILE_ABOVE_BYTES:,}; space-to-depth layers are not tiled): lower the input resolution")
+        if maps > TILE_ABOVE_BYTES and not spec.gemm:
             return self.try_tiled(n, spec, f"input and output maps need more than {TILE_ABOVE_BYTES:,} bytes "
                                            "of AI SRAM")
         out_v = plan.fused[-1].outputs[0] if plan.fused else n.outputs[0]

@@ -10,7 +10,8 @@ input channel C + c to output channel c (every other weight 0), computes
 integers of at most 127 to ``b_mult / a_mult`` (the ``QAdd``'s own multipliers, so Sub
 works too), the bias ``w_b · (z_a − z_b)`` and the batch-norm multiplier
 ``a_mult / (2^shift · w_a)``, the layer's output code is the ``QAdd``'s up to the last
-rounding (ratio error ≤ 1/127² in practice). The fused clamp (ReLU after a ResNet block)
+rounding (with multipliers not snapped by :func:`snap_add_ratios`, the ratio is off by about
+1/(127·q) near a simple ratio p/q, up to ~1/127 near 1). The fused clamp (ReLU after a ResNet block)
 becomes the layer's activation table.
 
 The pair map is a ``Concat`` of the two map values: a map of C channels whose width packs

@@ -14,9 +14,10 @@ then holds, per region (in increasing v):
   below the anchor lies the previous region's identity line (at 255 there: regions are
   spaced so every identity line has passed 255 before the next region starts).
 
-Segments: 2 for the first region and for ``a_j ≤ 0``, 3 otherwise, 16 in all, so a layer
-takes up to 5 distinct slopes (the lowering splits the output channels into parts that
-do). Every segment reproduces the fused PReLU's requantization up to the 16-bit slope
+Segment 0 starts at the lowest v (a flat clamp under the first region's negative line),
+as the hardware's table is meant to. Segments: 3 for the first region, 2 for ``a_j ≤ 0``,
+3 otherwise, 16 in all, so a layer takes up to 5 distinct slopes (the lowering splits the
+output channels into parts that do). Every segment reproduces the fused PReLU's requantization up to the 16-bit slope
 mantissa: results differ from the cpu ``QConv`` only at near-ties of the rounding.
 """
 from __future__ import annotations
@@ -30,15 +31,15 @@ from .conv_bn import _V_LIMIT, BnTable, QParams, bn_fields
 from .encode import ActTable, apply_act_table
 from .spec import ACT_SEGMENTS, ACT_START_MAX, ACT_START_MIN, KpuError
 
-MAX_SLOPES = 5     #: distinct slopes one layer's table always takes (2 + 3 · 4 ≤ 16 segments)
+MAX_SLOPES = 5     #: distinct slopes one layer's table always takes (3 + 3 · 4 ≤ 16 segments)
 _ADD_LIMIT = (1 << 31) - 1     #: the BN add field is 32-bit signed
 
 
 def segments_needed(slopes) -> int:
-    """Activation segments the distinct values of ``slopes`` need (first region: the one
-    with the largest positive slope, which saves its flat segment)."""
+    """Activation segments the distinct values of ``slopes`` need, at most (segment 0 always
+    starts at the lowest v, as the hardware's table is meant to: a flat clamp segment)."""
     u = sorted(set(float(a) for a in np.asarray(slopes, np.float64).reshape(-1)), reverse=True)
-    return 2 + sum(3 if a > 0 else 2 for a in u[1:])
+    return 3 + sum(3 if a > 0 else 2 for a in u[1:])
 
 
 def _bn_parts(r0: np.ndarray, bias: np.ndarray, s_v: float, max_acc: np.ndarray):
@@ -119,6 +120,9 @@ def _place(r0, b, s_y, zy, e, mx, a_c, order):
                 starts.append(ACT_START_MIN)
                 muls.append(0), shifts.append(0), biases.append(zy)
         else:
+            if j == 0:                           # segment 0 from the lowest v: the clamp below the line
+                starts.append(ACT_START_MIN)
+                muls.append(0), shifts.append(0), biases.append(0 if a > 0 else 255)
             m, s = _quantize_slope(a * 2.0 ** -e, a * 2.0 ** -e)
             starts.append(anchor + v_off)
             muls.append(m), shifts.append(s), biases.append(0 if a > 0 else 255)

@@ -50,13 +50,14 @@ def _wide(n: Node) -> int:
     """The input-channel count of ``n`` when it is a layer to split, else 0."""
     if n.op == "Conv":
         x, w = n.inputs[0], n.inputs[1]
-        if x.rank == 4 and w.is_const and int(n.attrs.get("group", 1)) == 1 and x.shape[1] > MAX_IN_CHANNELS \
+        if x.rank == 4 and x.shape[0] == 1 and w.is_const and int(n.attrs.get("group", 1)) == 1 \
+                and x.shape[1] > MAX_IN_CHANNELS \
                 and _kpu_kernel(n) and (n.input(2) is None or n.input(2).is_const):
             return x.shape[1]
     elif n.op == "Gemm":
         a, b, c = n.inputs[0], n.inputs[1], n.input(2)
-        if a.rank == 2 and not n.attrs.get("transA") and b.is_const and (c is None or c.is_const) \
-                and a.shape[1] > MAX_IN_CHANNELS:
+        if a.rank == 2 and a.shape[0] == 1 and not n.attrs.get("transA") and b.is_const \
+                and (c is None or c.is_const) and a.shape[1] > MAX_IN_CHANNELS:   # the KPU runs one row
             return a.shape[1]
     return 0
 

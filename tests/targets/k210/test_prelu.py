@@ -17,10 +17,10 @@ from tests.targets.k210.test_target import _qconv_graph, _run_graph
 
 
 def test_segments_needed():
-    assert segments_needed([0.25]) == 2
-    assert segments_needed([0.25, 0.1, -0.3]) == 2 + 3 + 2
-    assert segments_needed(np.linspace(0.05, 0.5, 5)) == 14
-    assert segments_needed(np.linspace(0.05, 0.5, 6)) == 17
+    assert segments_needed([0.25]) == 3          # segment 0: a flat clamp from the lowest v
+    assert segments_needed([0.25, 0.1, -0.3]) == 3 + 3 + 2
+    assert segments_needed(np.linspace(0.05, 0.5, 5)) == 15
+    assert segments_needed(np.linspace(0.05, 0.5, 6)) == 18
 
 
 CASES = [
