@@ -76,14 +76,23 @@ def _s2d_shape(x_shape, pads, shifts: int = 1) -> tuple[int, int, int]:
     return (4 * c, hs, ws) if int(shifts) == 1 else (16 * c, hs - 3, ws - 3)
 
 
+def _s2d_source_shape(x_shape, rows, cols) -> tuple[int, int, int]:
+    """(C, H, W) of the part of the CPU tensor a space-to-depth upload rearranges: its rows
+    ``[r0, r1)`` and columns ``[c0, c1)`` when given (a tile), else all of it."""
+    c, h, w = (int(d) for d in x_shape[-3:])
+    r0, r1 = (int(d) for d in rows)
+    c0, c1 = (int(d) for d in (cols or (0, 0)))
+    return c, (r1 - r0 if r1 > r0 else h), (c1 - c0 if c1 > c0 else w)
+
+
 def _upload_infer(ctx: InferContext):
     c, h, w = (int(d) for d in ctx.attrs["chw"])
     hm, wm = (int(d) for d in ctx.attrs["map"])
     y0, x0 = (int(d) for d in ctx.attrs["window"])
     n = int(np.prod(ctx.shape(0))) if ctx.shape(0) else 1
     if ctx.attrs.get("space_to_depth") is not None:
-        if len(ctx.shape(0)) < 3 or _s2d_shape(ctx.shape(0), ctx.attrs["space_to_depth"],
-                                               ctx.attrs["s2d_shifts"]) != (c, h, w):
+        if len(ctx.shape(0)) < 3 or _s2d_shape(_s2d_source_shape(ctx.shape(0), ctx.attrs["rows"], ctx.attrs["cols"]),
+                                               ctx.attrs["space_to_depth"], ctx.attrs["s2d_shifts"]) != (c, h, w):
             raise ctx.fail(f"space-to-depth of {list(ctx.shape(0))} is not {c}x{h}x{w}")
     else:
         hs, ws, r0, c0 = _source_window(ctx.shape(0), ctx.attrs["chw"], ctx.attrs["rows"], ctx.attrs["cols"])
@@ -110,9 +119,14 @@ def kpu_upload(x, *, chw, map, window, pad_value, rows, cols, space_to_depth, s2
     hm, wm = (int(d) for d in map)
     y0, x0 = (int(d) for d in window)
     full = np.full((c, hm, wm), int(pad_value), np.uint8)
-    if space_to_depth is not None:
+    if space_to_depth is not None:     # of the whole tensor, or of a tile's rows / columns
+        r0, r1 = (int(d) for d in rows)
+        c0, c1 = (int(d) for d in (cols or (0, 0)))
         xs = np.asarray(x, np.uint8)
-        src = s2d_blocks(xs.reshape(xs.shape[-3:]), space_to_depth, int(pad_value), s2d_shifts)
+        xs = xs.reshape(xs.shape[-3:])
+        xs = xs[:, r0:r1] if r1 > r0 else xs
+        xs = xs[:, :, c0:c1] if c1 > c0 else xs
+        src = s2d_blocks(xs, space_to_depth, int(pad_value), s2d_shifts)
     else:
         hs, ws, r0, c0 = _source_window(np.shape(x), chw, rows, cols)
         src = np.asarray(x, np.uint8).reshape(c, hs, ws)[:, r0:r0 + h, c0:c0 + w]

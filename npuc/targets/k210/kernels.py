@@ -111,6 +111,11 @@ class KpuUploadKernel(Kernel):
         if s2d is not None:   # padded 2x2 space-to-depth, through buffers made once at load time
             x = b.inputs[0]
             cx, hx, wx = x.shape[-3:]
+            x = x.reshape(cx, hx, wx)
+            if r1 > r0:       # a tile: the space-to-depth of its rows / columns
+                x, hx = x[:, r0:r1], r1 - r0
+            if c1 > c0:
+                x, wx = x[:, :, c0:c1], c1 - c0
             pt, pl, _, _ = (int(p) for p in s2d)
             extra = 3 if int(b.attrs.get("s2d_shifts") or 1) == 2 else 0   # shifted copies (7x7 stems)
             hb, wb = h + extra, w + extra
@@ -118,7 +123,7 @@ class KpuUploadKernel(Kernel):
             src = np.empty((c, h, w), np.uint8)
             hk, wk = min(hx, 2 * hb - pt), min(wx, 2 * wb - pl)     # negative end pads drop unread rows
             inner = padded[:, pt:pt + hk, pl:pl + wk]
-            x3 = x.reshape(cx, hx, wx)[:, :hk, :wk]
+            x3 = x[:, :hk, :wk]          # a view: read at every run
             blocks = padded.reshape(cx, hb, 2, wb, 2).transpose(0, 2, 4, 1, 3)
             if extra:
                 s2d_buf = np.empty((cx, 2, 2, hb, wb), np.uint8)

@@ -392,14 +392,11 @@ class K210Lowering:
             return spec
         plan = self.plan(n, spec)
         if isinstance(plan, str):
-            if spec.gemm or spec.s2d or not plan.startswith("input"):
+            if spec.gemm or not plan.startswith("input"):
                 return plan
             return self.try_tiled(n, spec, plan)
         in_hw = plan.src_map.hw if plan.src_map is not None else (plan.upload[0].size, plan.upload[1].size)
         maps = fmap_bytes(spec.c, *in_hw) + fmap_bytes(spec.m, plan.rows.size, plan.cols.size)
-        if maps > TILE_ABOVE_BYTES and spec.s2d:
-            return (f"its space-to-depth input and output maps need {maps:,} bytes of AI SRAM (more than "
-                    f"{TILE_ABOVE_BYTES:,}; space-to-depth layers are not tiled): lower the input resolution")
         if maps > TILE_ABOVE_BYTES and not spec.gemm:
             return self.try_tiled(n, spec, f"input and output maps need more than {TILE_ABOVE_BYTES:,} bytes "
                                            "of AI SRAM")

@@ -115,14 +115,17 @@ def try_tiled(low, n: Node, spec: ConvSpec, why: str) -> str | None:
                 layers, wts, bn, act, fits = build_layers(tspec, (spec.c, row_ax.size, col_ax.size), pool, lo, hi)
             except KpuError as e:
                 return f"{why}; KPU parameters out of range: {e}"
+            attrs = {"chw": [spec.c, r1 - r0, c1 - c0], "map": [row_ax.size, col_ax.size],
+                     "window": [row_ax.start, col_ax.start], "pad_value": int(spec.x_q[1]),
+                     "rows": [r0, r1], "cols": [c0, c1]}
+            if spec.s2d is not None:    # the tile's rows / columns of the space-to-depth tensor
+                attrs.update(_s2d_tile(spec, n.inputs[0].shape, (r0, r1), (c0, c1)))
             up = low.g.make_node("KpuUpload", [x_cpu], name=low._name(f"{n.inputs[0].name}/upload{tag}"),
-                                 attrs={"chw": [spec.c, r1 - r0, c1 - c0], "map": [row_ax.size, col_ax.size],
-                                        "window": [row_ax.start, col_ax.start], "pad_value": int(spec.x_q[1]),
-                                        "rows": [r0, r1], "cols": [c0, c1]},
-                                 outputs=[f"{n.inputs[0].name}@kpu{tag.replace('/', '_')}"])
+                                 attrs=attrs, outputs=[f"{n.inputs[0].name}@kpu{tag.replace('/', '_')}"])
             up.outputs[0].quant = n.inputs[0].quant
-            low.reasons[up.name] = (f"copies input rows {r0}..{r1 - 1}, columns {c0}..{c1 - 1} (a tile with its "
-                                    "halo) into AI SRAM")
+            (ur0, ur1), (uc0, uc1) = attrs["rows"], attrs["cols"]
+            low.reasons[up.name] = (f"copies input rows {ur0}..{ur1 - 1}, columns {uc0}..{uc1 - 1} (a tile with its "
+                                    "halo) into AI SRAM" + (" as space-to-depth" if spec.s2d is not None else ""))
             wv = low.g.add_const(f"{n.name}/kpu_weights{tag}", wts)
             bv = low.g.add_const(f"{n.name}/kpu_bn{tag}", bn)
             av = low.g.add_const(f"{n.name}/kpu_act{tag}", act)
@@ -152,6 +155,26 @@ def try_tiled(low, n: Node, spec: ConvSpec, why: str) -> str | None:
                 out_name=out_v.name if out_v.name not in low.g.values else f"{out_v.name}@cpu")
     low.cpu[id(out_v)] = res
     return None
+
+
+def _s2d_tile(spec: ConvSpec, x_shape, t_rows, t_cols) -> dict:
+    """Upload attributes for rows ``t_rows`` × columns ``t_cols`` of a space-to-depth tensor
+    T (:func:`.layer_specs.s2d_spec`): T row j holds input rows ``2j − pt`` and ``2j − pt + 1``
+    (and, with shifted copies, 3 block rows further), so the tile is the space-to-depth of
+    the input rows / columns it covers, padded where they leave the input."""
+    pt, pl, _, _ = spec.s2d[:4]
+    shifts = int(spec.s2d[4]) if len(spec.s2d) > 4 else 1
+    extra = 3 * (shifts - 1)
+    h, w = int(x_shape[-2]), int(x_shape[-1])
+    out = {"s2d_shifts": shifts}
+    pads = []
+    for (t0, t1), p0, n in ((t_rows, pt, h), (t_cols, pl, w)):
+        start, end = 2 * t0 - p0, 2 * (t1 + extra) - p0
+        i0, i1 = max(0, start), min(n, end)
+        pads.append((i0 - start, end - i1, i0, i1))
+    (ptop, pbot, r0, r1), (pleft, pright, c0, c1) = pads
+    out.update(space_to_depth=[ptop, pleft, pbot, pright], rows=[r0, r1], cols=[c0, c1])
+    return out
 
 
 def _join(low, parts, axis: int, name: str, quant, out_name: str | None = None):

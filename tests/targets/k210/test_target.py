@@ -499,7 +499,9 @@ def test_lookup_table_activation_fuses_into_the_layer(op):
                                 dict(c=3, m=8, k=3, h=48, w=640),                       # wider than 512
                                 dict(c=3, m=8, k=3, h=40, w=700, stride=2, pads=(0, 0, 1, 1)),
                                 dict(c=4, m=8, k=1, h=20, w=1100, pads=0, pool=2),
-                                dict(c=3, m=8, k=3, h=300, w=600)])                     # rows and columns
+                                dict(c=3, m=8, k=3, h=300, w=600),                      # rows and columns
+                                dict(c=3, m=8, k=5, h=600, w=320, stride=2, pads=2),    # space-to-depth tiles
+                                dict(c=3, m=16, k=7, h=180, w=1100, stride=2, pads=3)])
 def test_tiles_with_halos(kw, tmp_path):
     """Maps taller than 256 rows or wider than 512 columns, or layers whose maps exceed AI
     SRAM, run as tiles: each uploads its input rows and columns plus the halo, the KPU
