@@ -309,8 +309,10 @@ def _activation(spec: ConvSpec, lo: int, hi: int):
     return {"op": "Clip", **act} if act else None
 
 
-def build_layers(spec: ConvSpec, in_map: tuple[int, int, int], pool: KpuPool, lo: int, hi: int):
-    """KPU layer programs (one per output-channel part) for ``spec`` on a C×Hm×Wm map.
+def build_layers(spec: ConvSpec, in_map: tuple[int, int, int], pool: KpuPool, lo: int, hi: int,
+                 pad_value: int | None = None):
+    """KPU layer programs (one per output-channel part) for ``spec`` on a C×Hm×Wm map
+    (``pad_value``: what the KPU's own padding reads; default the input zero point).
 
     Returns ``(layers attrs, weights uint8, bn words, act words, fits)``."""
     from .params import make_kpu_layer
@@ -331,7 +333,7 @@ def build_layers(spec: ConvSpec, in_map: tuple[int, int, int], pool: KpuPool, lo
             act = {"op": "PRelu", "slope": spec.slopes[c0:c1]}
         prog = make_kpu_layer(spec.x_q, wq.astype(np.float64), bias, in_shape=(cin, hm, wm), out_q=spec.y_q,
                               depthwise=spec.depthwise, activation=act, pool=pool, src_addr=0, dst_addr=0,
-                              weights_quant=(wq, sc, W_ZERO_POINT))
+                              weights_quant=(wq, sc, W_ZERO_POINT), pad_value=pad_value)
         mo, ho, wo = prog.out_shape
         layers.append({"words": [int(v) for v in prog.words],
                        "in_offset": channel_offset(c0, hm, wm) if spec.depthwise else 0,

@@ -129,3 +129,23 @@ def test_max_pool_of_a_shared_map_is_a_kpu_layer(tmp_path):
     got = npuc.load(tmp_path / "m.npuc").run({"x": x})
     for k in (2, 4):
         np.testing.assert_array_equal(got[f"p{k}"], want[f"p{k}"])
+
+
+def test_resnet_max_pool_is_two_kpu_layers(tmp_path):
+    """MaxPool 3x3/2 with padding 1 of a whole map: identity + 2x2/1 max, then a one-pixel
+    shift + 2x2/2 max, bit-exact."""
+    from tests.targets.k210.test_target import _qconv_graph
+
+    g, x = _qconv_graph(np.random.default_rng(6), c=8, m=16, k=3, h=16, w=20, act=(40, 255))
+    y = g.outputs[0]
+    p = g.make_node("MaxPool", [y], name="pool", attrs={"kernel_shape": [3, 3], "strides": [2, 2],
+                                                         "pads": [1, 1, 1, 1]}, outputs=["p"]).outputs[0]
+    p.quant = y.quant
+    g.outputs = [p]
+    want = _run_graph(g, {"x": x})
+    kg = K210Lowering(g, use_cost_model=False).run()
+    ops = [n.op for n in kg.nodes]
+    assert "MaxPool" not in ops and ops.count("KpuConv") == 3, ops
+    write_program(lower(kg, get_target("k210")), tmp_path / "m.npuc")
+    got = npuc.load(tmp_path / "m.npuc").run({"x": x})
+    np.testing.assert_array_equal(got["p"], want["p"])
