@@ -309,6 +309,12 @@ def _activation(spec: ConvSpec, lo: int, hi: int):
     return {"op": "Clip", **act} if act else None
 
 
+def activation_name(spec: ConvSpec, lo: int, hi: int) -> str:
+    """The name of the layer's activation table (the ``act`` attribute of ``KpuConv``)."""
+    act = _activation(spec, lo, hi)
+    return act["op"] if act else "Identity"
+
+
 def build_layers(spec: ConvSpec, in_map: tuple[int, int, int], pool: KpuPool, lo: int, hi: int,
                  pad_value: int | None = None):
     """KPU layer programs (one per output-channel part) for ``spec`` on a C×Hm×Wm map

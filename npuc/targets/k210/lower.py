@@ -51,14 +51,13 @@ from . import cost
 # geometry, layer descriptions and memory checks live in their own modules; their names
 # stay importable from here.
 from .geometry import Axis, KMap, _in_limits, conv_axis, upload_axis
-from .layer_specs import (W_ZERO_POINT, ConvSpec, _scalar_q, build_layers, conv_spec,  # noqa: F401
+from .layer_specs import (ConvSpec, _scalar_q, activation_name, build_layers, conv_spec,  # noqa: F401
                           gemm_spec, identify_lut, s2d_spec, split_channels)
 from .layout import fmap_bytes, row_layout
 from .lower_add import try_kpu_add
 from .lower_pool import try_kpu_pool
-from .lower_tiles import TILE_BYTES, try_tiled  # noqa: F401
-from .memory_checks import (KpuMemoryError, MainSramError, check_kpu_memory, check_weights,  # noqa: F401
-                            kpu_peak)
+from .lower_tiles import try_tiled
+from .memory_checks import KpuMemoryError, check_kpu_memory, check_weights  # noqa: F401
 from .spec import MAX_IN_HEIGHT, MAX_IN_WIDTH, MIN_IN_HEIGHT, MIN_IN_WIDTH, KpuError, KpuPool
 
 log = logging.getLogger(__name__)
@@ -118,6 +117,19 @@ def _channel_pad_for_add(n: Node, outputs: set) -> bool:
     return code == qy[1]
 
 
+def clamp_bounds(spec: ConvSpec, fused: list) -> tuple[int, int]:
+    """The layer's clamp in output codes: its own, tightened by a fused ``Clip``."""
+    lo, hi = spec.act_min, spec.act_max
+    for u in fused:
+        if u.op == "Clip":
+            bl, bh = u.input(1), u.input(2)
+            if bl is not None:
+                lo = max(lo, int(np.asarray(bl.const).reshape(-1)[0]))
+            if bh is not None:
+                hi = min(hi, int(np.asarray(bh.const).reshape(-1)[0]))
+    return lo, min(max(hi, lo), 255)
+
+
 def cpu_reason(n: Node) -> str:
     r = _CPU_REASONS.get(n.op)
     if r:
@@ -147,6 +159,7 @@ class _Plan:
     hi: int = 255
 
 
+#: the quantized ops the lowering may put on the KPU (run() tries each with its lowering)
 _LATER_KPU = ("QConv", "QGemm", "QAdd", "MaxPool")
 _POOLS = ("MaxPool", "QAvgPool")       #: pools a layer can fuse (max / mean)
 
@@ -307,16 +320,7 @@ class K210Lowering:
                     continue
                 plan = _Plan(None, (r[0], cc[0]), r[1], cc[1], self._kpu_pool(spec.stride, ps, cc[2], pool_node),
                              fused)
-            lo, hi = spec.act_min, spec.act_max
-            for u in fused:
-                if u.op == "Clip":
-                    bl = u.input(1)
-                    bh = u.input(2)
-                    if bl is not None:
-                        lo = max(lo, int(np.asarray(bl.const).reshape(-1)[0]))
-                    if bh is not None:
-                        hi = min(hi, int(np.asarray(bh.const).reshape(-1)[0]))
-            plan.lo, plan.hi = lo, min(max(hi, lo), 255)
+            plan.lo, plan.hi = clamp_bounds(spec, fused)
             return plan
         in_h, in_w = (km.hw if km is not None else (spec.h, spec.w))
         return (f"no KPU map geometry for this layer (input {spec.h}x{spec.w}, kernel {spec.k}, stride "
@@ -342,6 +346,11 @@ class K210Lowering:
         if id(v) in self.outputs:
             return True
         return any(u.op not in _LATER_KPU for u in v.users)
+
+    @staticmethod
+    def _feeds_kpu(v: Value) -> bool:
+        """Whether some reader of ``v`` may run on the KPU (a CPU result would be uploaded)."""
+        return any(u.op in _LATER_KPU for u in v.users)
 
     def _cost_check(self, n: Node, spec: ConvSpec, plan: _Plan, out_v: Value) -> str | None:
         if not self.use_cost:
@@ -418,34 +427,39 @@ class K210Lowering:
         else:
             xin = self.upload(n.inputs[0], spec.c, spec.h, spec.w, plan.upload[0], plan.upload[1], spec.x_q[1],
                               s2d=spec.s2d)
-        L0 = layers[0]
         from .encode import KpuLayer
 
-        out_map = KpuLayer.from_words(np.asarray(L0["words"], np.uint64)).out_shape
-        out_map = (spec.m, out_map[1], out_map[2])
-        names = [n.name] + [u.name for u in plan.fused]
-        wv = self.g.add_const(f"{n.name}/kpu_weights", wts)
-        bv = self.g.add_const(f"{n.name}/kpu_bn", bn)
-        av = self.g.add_const(f"{n.name}/kpu_act", act)
-        act_name = spec.act_spec["op"] if spec.act_spec else "PRelu" if spec.slopes is not None else \
-            "LeakyRelu" if spec.alpha is not None else (
-            "Clip" if (plan.lo > 0 or plan.hi < 255) else "Identity")
-        node = self.g.make_node(
-            "KpuConv", [xin.value, wv, bv, av], name=self._name(n.name),
-            attrs={"layers": layers, "in_map": [spec.c, *in_map], "out_map": list(out_map), "kernel": spec.k,
-                   "stride": spec.stride, "depthwise": int(spec.depthwise), "pool": plan.pool.name.lower(),
-                   "act": act_name, "fused": names},
-            outputs=[f"{out_v.name}@kpu"])
-        node.outputs[0].quant = out_v.quant
-        self.sources[node.name] = names
-        self.fit_errors[node.name] = max(f.max_error for f in fits)
+        out_map = KpuLayer.from_words(np.asarray(layers[0]["words"], np.uint64)).out_shape
+        out = self.emit_conv(n.name, xin.value, (layers, wts, bn, act, fits), spec=spec, pool=plan.pool,
+                             in_map=(spec.c, *in_map), out_map=(spec.m, out_map[1], out_map[2]),
+                             act=activation_name(spec, plan.lo, plan.hi),
+                             fused=[n.name] + [u.name for u in plan.fused], out_value=out_v)
         for u in plan.fused:
             self.fused_nodes.add(id(u))
-        c = spec.m
-        self.kpu[id(out_v)] = KMap(node.outputs[0], c, plan.rows, plan.cols)
+        self.kpu[id(out_v)] = KMap(out, spec.m, plan.rows, plan.cols)
         if any(u.op not in _LATER_KPU for u in out_v.users) or id(out_v) in self.outputs:
             self.cpu_value(out_v)      # download right away: the AI SRAM copy can die early
         return None
+
+    def emit_conv(self, name: str, x: Value, built, *, spec: ConvSpec, pool: KpuPool, in_map, out_map,
+                  act: str, fused: list[str], out_value: Value, suffix: str = "", **extra) -> Value:
+        """A ``KpuConv`` of the layer programs ``built`` (:func:`~.layer_specs.build_layers`'
+        result) reading map ``x``: its weight / BN / activation constants, the op (named
+        ``name + suffix``, writing ``out_value``'s quantization) and the report entries.
+        Returns the output map value."""
+        layers, wts, bn, act_words, fits = built
+        consts = [self.g.add_const(f"{name}/kpu_{what}{suffix}", a)
+                  for what, a in (("weights", wts), ("bn", bn), ("act", act_words))]
+        node = self.g.make_node(
+            "KpuConv", [x, *consts], name=self._name(name + suffix),
+            attrs={"layers": layers, "in_map": list(in_map), "out_map": list(out_map), "kernel": spec.k,
+                   "stride": spec.stride, "depthwise": int(spec.depthwise), "pool": pool.name.lower(),
+                   "act": act, "fused": list(fused), **extra},
+            outputs=[f"{out_value.name}@kpu{suffix.replace('/', '_')}"])
+        node.outputs[0].quant = out_value.quant
+        self.sources[node.name] = list(fused)
+        self.fit_errors[node.name] = max(f.max_error for f in fits)
+        return node.outputs[0]
 
     def try_tiled(self, n: Node, spec: ConvSpec, why: str) -> str | None:
         """Row / column tiles with halos (:mod:`.lower_tiles`)."""
@@ -472,9 +486,9 @@ class K210Lowering:
                 self.deferred[id(n.outputs[0])] = n
                 continue
             reason = None
-            if n.op in ("QConv", "QGemm", "QAdd", "MaxPool"):
-                reason = (self.try_kpu(n) if n.op in ("QConv", "QGemm") else try_kpu_add(self, n)
-                          if n.op == "QAdd" else try_kpu_pool(self, n))
+            if n.op in _LATER_KPU:
+                lowering = {"QAdd": try_kpu_add, "MaxPool": try_kpu_pool}.get(n.op, K210Lowering.try_kpu)
+                reason = lowering(self, n)
                 if reason is None:
                     continue
             for v in n.inputs:          # a deferred channel Pad the add did not absorb: on the CPU after all

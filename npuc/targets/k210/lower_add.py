@@ -30,7 +30,7 @@ import numpy as np
 from ...ir import Graph, Node
 from . import cost
 from .geometry import Axis, KMap, _in_limits
-from .layer_specs import ConvSpec, _scalar_q, build_layers
+from .layer_specs import ConvSpec, _scalar_q, activation_name, build_layers
 from .layout import row_layout
 from .spec import MAX_IN_CHANNELS, KpuError, KpuPool
 
@@ -171,7 +171,7 @@ def try_kpu_add(low, n: Node) -> str | None:
     if why:
         return why
     try:
-        layers, wts, bn, act, fits = build_layers(spec, (spec.c, hm, wm), KpuPool.BYPASS, spec.act_min, spec.act_max)
+        built = build_layers(spec, (spec.c, hm, wm), KpuPool.BYPASS, spec.act_min, spec.act_max)
     except KpuError as e:
         return f"KPU parameters out of range: {e}"
     rows, cols = ref.rows, ref.cols
@@ -189,21 +189,11 @@ def try_kpu_add(low, n: Node) -> str | None:
     pair.outputs[0].quant = a.quant
     low.reasons[pair.name] = ("places the two maps of a KPU add side by side in AI SRAM (their producers write "
                               "there: no copy unless a map has to be in two places)")
-    wv = low.g.add_const(f"{n.name}/kpu_weights", wts)
-    bv = low.g.add_const(f"{n.name}/kpu_bn", bn)
-    av = low.g.add_const(f"{n.name}/kpu_act", act)
-    names = [n.name] + ([pad.name] if pad is not None else [])
-    node = low.g.make_node(
-        "KpuConv", [pair.outputs[0], wv, bv, av], name=low._name(n.name),
-        attrs={"layers": layers, "in_map": [spec.c, hm, wm], "out_map": [c, hm, wm], "kernel": 1, "stride": 1,
-               "depthwise": 0, "pool": KpuPool.BYPASS.name.lower(),
-               "act": "Clip" if (spec.act_min > 0 or spec.act_max < 255) else "Identity", "fused": names,
-               "residual_add": [int(spec.w_int8[0, 0, 0, 0]), int(spec.w_int8[0, c, 0, 0])]},
-        outputs=[f"{y.name}@kpu"])
-    node.outputs[0].quant = y.quant
-    low.sources[node.name] = names
-    low.fit_errors[node.name] = max(f.max_error for f in fits)
-    low.kpu[id(y)] = KMap(node.outputs[0], c, Axis(rows.size, rows.start, rows.n, False, False),
+    out = low.emit_conv(n.name, pair.outputs[0], built, spec=spec, pool=KpuPool.BYPASS, in_map=(spec.c, hm, wm),
+                        out_map=(c, hm, wm), act=activation_name(spec, spec.act_min, spec.act_max),
+                        fused=[n.name] + ([pad.name] if pad is not None else []), out_value=y,
+                        residual_add=[int(spec.w_int8[0, 0, 0, 0]), int(spec.w_int8[0, c, 0, 0])])
+    low.kpu[id(y)] = KMap(out, c, Axis(rows.size, rows.start, rows.n, False, False),
                           Axis(cols.size, cols.start, cols.n, False, False))
     if low._will_be_cpu(y):
         low.cpu_value(y)
@@ -221,7 +211,7 @@ def _cost(low, n: Node, spec: ConvSpec, operands, hw: tuple[int, int], padded: b
     for v, km in operands:
         if km is not None and id(v) not in low.cpu:
             cpu += cost.move_cycles(int(np.prod(v.shape)))   # download for the CPU
-    if any(u.op in ("QConv", "QGemm", "QAdd") for u in y.users):
+    if low._feeds_kpu(y):
         cpu += cost.move_cycles(elems)                 # upload for a KPU reader
     lay = row_layout(hw[1])
     kpu = (cost.KPU_LAYER_OVERHEAD + spec.m * math.ceil(spec.c / lay.groups) * hw[0] * lay.row_len

@@ -68,7 +68,7 @@ def try_kpu_pool(low, n: Node) -> str | None:
             kpu += cost.move_cycles(int(np.prod(y.shape)))
         k = int(np.prod(n.attrs.get("kernel_shape") or [p, p]))
         cpu = cost.move_cycles(int(np.prod(x.shape))) + int(np.prod(y.shape)) * k * 2
-        if any(u.op in ("QConv", "QGemm", "QAdd", "MaxPool") for u in y.users):
+        if low._feeds_kpu(y):
             cpu += cost.move_cycles(int(np.prod(y.shape)))
         if kpu >= cpu:
             return (f"max pool, faster on the CPU: about {cost.us(cpu):.1f} us there vs {cost.us(kpu):.1f} us as "
@@ -81,24 +81,13 @@ def try_kpu_pool(low, n: Node) -> str | None:
         spec = ConvSpec(n.name, k, 1, pads, True, ch, ch, x.shape[2], x.shape[3], qx, qy, w,
                         np.ones(ch, np.float64), np.zeros(ch, np.int64), 0, 255, None)
         try:
-            layers, wts, bn, act, fits = build_layers(spec, (ch, hm, wm), pool, 0, 255, pad_value=0)
+            built = build_layers(spec, (ch, hm, wm), pool, 0, 255, pad_value=0)
         except KpuError as e:
             return f"{_cpu_reason(n)}; KPU parameters out of range: {e}"
-        last = i == len(steps) - 1
-        sfx = "" if len(steps) == 1 else f"/step{i}"
-        oh, ow = (out[0].size, out[1].size) if last else (hm, wm)
-        wv = low.g.add_const(f"{n.name}/kpu_weights{sfx}", wts)
-        bv = low.g.add_const(f"{n.name}/kpu_bn{sfx}", bn)
-        av = low.g.add_const(f"{n.name}/kpu_act{sfx}", act)
-        node = low.g.make_node(
-            "KpuConv", [value, wv, bv, av], name=low._name(n.name + sfx),
-            attrs={"layers": layers, "in_map": [ch, hm, wm], "out_map": [ch, oh, ow], "kernel": k,
-                   "stride": 1, "depthwise": 1, "pool": pool.name.lower(), "act": "Identity", "fused": [n.name]},
-            outputs=[f"{y.name}@kpu" if last else f"{y.name}@kpu{sfx.replace('/', '_')}"])
-        node.outputs[0].quant = y.quant
-        low.sources[node.name] = [n.name]
-        low.fit_errors[node.name] = max(f.max_error for f in fits)
-        value = node.outputs[0]
+        oh, ow = (out[0].size, out[1].size) if i == len(steps) - 1 else (hm, wm)
+        value = low.emit_conv(n.name, value, built, spec=spec, pool=pool, in_map=(ch, hm, wm), out_map=(ch, oh, ow),
+                              act="Identity", fused=[n.name], out_value=y,
+                              suffix="" if len(steps) == 1 else f"/step{i}")
     low.kpu[id(y)] = KMap(value, ch, out[0], out[1])
     if low._will_be_cpu(y):
         low.cpu_value(y)

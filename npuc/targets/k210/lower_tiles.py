@@ -13,11 +13,10 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 
 from ...ir import Node
 from .geometry import upload_axis
-from .layer_specs import ConvSpec, build_layers
+from .layer_specs import ConvSpec, activation_name, build_layers
 from .layout import fmap_bytes
 from .spec import MAX_IN_HEIGHT, MAX_IN_WIDTH, KpuError
 
@@ -91,17 +90,13 @@ def try_tiled(low, n: Node, spec: ConvSpec, why: str) -> str | None:
         return f"{why}; no tiling fits the KPU's {MAX_IN_HEIGHT}x{MAX_IN_WIDTH} input limit and AI SRAM"
     rows, cols = tiles
     out_v = fused[-1].outputs[0] if fused else n.outputs[0]
+    from .lower import clamp_bounds
+
     spec = low._with_lut(spec, fused)
-    lo, hi = spec.act_min, spec.act_max
-    for u in fused:
-        if u.op == "Clip":
-            bl, bh = u.input(1), u.input(2)
-            lo = max(lo, int(np.asarray(bl.const).reshape(-1)[0])) if bl is not None else lo
-            hi = min(hi, int(np.asarray(bh.const).reshape(-1)[0])) if bh is not None else hi
+    lo, hi = clamp_bounds(spec, fused)
     spec = low._with_mean_pool(spec, fused, lo, hi)
     names = [n.name] + [u.name for u in fused]
-    act_name = ((spec.act_spec or {}).get("op") or ("PRelu" if spec.slopes is not None else "LeakyRelu"
-                if spec.alpha is not None else "Clip" if (lo > 0 or hi < 255) else "Identity"))
+    act_name = activation_name(spec, lo, hi)
     x_cpu = low.cpu_value(n.inputs[0])
     _, pl, _, pr = spec.pads
     bands = []
@@ -112,7 +107,7 @@ def try_tiled(low, n: Node, spec: ConvSpec, why: str) -> str | None:
             tspec = dataclasses.replace(spec, h=r1 - r0, w=c1 - c0, pads=(ptop, pleft, pbot, pright))
             pool = low._kpu_pool(spec.stride, ps, off, pool_node)
             try:
-                layers, wts, bn, act, fits = build_layers(tspec, (spec.c, row_ax.size, col_ax.size), pool, lo, hi)
+                built = build_layers(tspec, (spec.c, row_ax.size, col_ax.size), pool, lo, hi)
             except KpuError as e:
                 return f"{why}; KPU parameters out of range: {e}"
             attrs = {"chw": [spec.c, r1 - r0, c1 - c0], "map": [row_ax.size, col_ax.size],
@@ -126,22 +121,13 @@ def try_tiled(low, n: Node, spec: ConvSpec, why: str) -> str | None:
             (ur0, ur1), (uc0, uc1) = attrs["rows"], attrs["cols"]
             low.reasons[up.name] = (f"copies input rows {ur0}..{ur1 - 1}, columns {uc0}..{uc1 - 1} (a tile with its "
                                     "halo) into AI SRAM" + (" as space-to-depth" if spec.s2d is not None else ""))
-            wv = low.g.add_const(f"{n.name}/kpu_weights{tag}", wts)
-            bv = low.g.add_const(f"{n.name}/kpu_bn{tag}", bn)
-            av = low.g.add_const(f"{n.name}/kpu_act{tag}", act)
-            conv = low.g.make_node(
-                "KpuConv", [up.outputs[0], wv, bv, av], name=low._name(f"{n.name}{tag}"),
-                attrs={"layers": layers, "in_map": [spec.c, row_ax.size, col_ax.size],
-                       "out_map": [spec.m, row_out.size, col_out.size], "kernel": spec.k, "stride": spec.stride,
-                       "depthwise": int(spec.depthwise), "pool": pool.name.lower(), "act": act_name,
-                       "fused": names, "row_tile": [o0, o1]},
-                outputs=[f"{out_v.name}@kpu{tag.replace('/', '_')}"])
-            conv.outputs[0].quant = out_v.quant
-            low.sources[conv.name] = names
-            low.fit_errors[conv.name] = max(f.max_error for f in fits)
+            conv = low.emit_conv(n.name, up.outputs[0], built, spec=spec, pool=pool,
+                                 in_map=(spec.c, row_ax.size, col_ax.size),
+                                 out_map=(spec.m, row_out.size, col_out.size), act=act_name, fused=names,
+                                 out_value=out_v, suffix=tag, row_tile=[o0, o1])
             shape = list(out_v.shape)
             shape[2], shape[3] = o1 - o0, q1 - q0
-            dn = low.g.make_node("KpuDownload", [conv.outputs[0]], name=low._name(f"{out_v.name}/download{tag}"),
+            dn = low.g.make_node("KpuDownload", [conv], name=low._name(f"{out_v.name}/download{tag}"),
                                  attrs={"chw": [spec.m, o1 - o0, q1 - q0], "map": [row_out.size, col_out.size],
                                         "window": [row_out.start, col_out.start], "out_shape": shape},
                                  outputs=[f"{out_v.name}@tile{tag.replace('/', '_')}"])
