@@ -138,18 +138,17 @@ def lower(graph: Graph, target: Target, *, planner_time_limit: float | None = No
                     return False
                 r = groups.find(id(v))
                 mem = members.get(r, [r])
-                if any(m in public for m in mem) or r in concat_roots or values[r].nbytes != v.nbytes:
+                # v must be its whole buffer: a value already in a slice of another Concat (its
+                # root is that Concat's bigger output) stays there, and this Concat copies it
+                if any(m in public for m in mem) or values[r].nbytes != v.nbytes:
                     return False
             offset = 0
             for v in ins:
                 r = groups.find(id(v))
                 groups.union(r, id(out), offset)
                 members.setdefault(id(out), [id(out)]).extend(members.pop(r, [r]))
-                concat_roots.add(r)
                 offset += v.nbytes
             return True
-
-        concat_roots: set[int] = set()
 
         for i, lo in enumerate(lowered):
             n, k = lo.node, lo.kernel

@@ -89,3 +89,24 @@ def test_view_of_a_concat_input_keeps_its_slice(tmp_path):
     assert "concat_in_place" in inspect_dict(str(tmp_path / "v.npuc"))["kernels"]
     np.testing.assert_array_equal(got["c"], want[0])
     np.testing.assert_array_equal(got["y2"], want[1])
+
+
+def test_a_value_in_two_concats_is_in_place_in_one_only(tmp_path):
+    """A tensor read by two Concats (other readers are allowed): it sits in one Concat's
+    buffer; the other Concat copies it. Both outputs stay right."""
+    w = numpy_helper.from_array((rng.standard_normal((4, 4, 1, 1)) * 0.5).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["r"]), helper.make_node("Relu", ["x"], ["a"]),
+             helper.make_node("Sigmoid", ["x"], ["b"]),
+             helper.make_node("Concat", ["r", "a"], ["y1"], axis=1),
+             helper.make_node("Concat", ["b", "r"], ["y2"], axis=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 5, 5])],
+                          [onnx.ValueInfoProto(name="y1"), onnx.ValueInfoProto(name="y2")], initializer=[w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, tmp_path / "m.onnx")
+    npuc.compile(tmp_path / "m.onnx", tmp_path / "m.npuc")
+    x = rng.standard_normal((1, 4, 5, 5)).astype(np.float32)
+    got = npuc.load(tmp_path / "m.npuc").run({"x": x})
+    for name, ref in zip(("y1", "y2"), run_ort(m, {"x": x})):
+        np.testing.assert_allclose(got[name], ref, rtol=1e-5, atol=1e-6)
+    assert inspect_dict(str(tmp_path / "m.npuc"))["kernels"].get("concat_in_place", 0) <= 1
