@@ -13,7 +13,7 @@ import numpy as np
 
 from ...ir import Node, Value
 from .layout import channel_offset
-from .spec import MAX_IN_CHANNELS, MAX_LOADS, MAX_OUT_CHANNELS, WEIGHTS_LOAD_LIMIT, KpuPool
+from .spec import KERNEL_SIZES, MAX_IN_CHANNELS, MAX_LOADS, MAX_OUT_CHANNELS, WEIGHTS_LOAD_LIMIT, KpuPool
 
 W_ZERO_POINT = 128            #: int8 symmetric weights w become uint8 w + 128 on the KPU
 
@@ -111,7 +111,7 @@ def conv_spec(n: Node) -> ConvSpec | str:
         return "asymmetric weights (per-channel zero points; the KPU has one weight zero point)"
     geo = conv_node_geometry(x.shape, w.shape, **a)
     kh, kw = geo.kernel
-    if kh != kw or kh not in (1, 3):
+    if kh != kw or kh not in KERNEL_SIZES:
         return f"kernel {kh}x{kw} (the KPU has 1x1 and 3x3)"
     if any(d != 1 for d in geo.dilations):
         return f"dilation {list(geo.dilations)} (the KPU has no dilated convolution)"

@@ -19,23 +19,20 @@ import numpy as np
 
 from ...ir import Graph, Node, Value
 from ...passes.manager import graph_pass
-from .spec import MAX_IN_CHANNELS
+from .spec import KERNEL_SIZES, MAX_IN_CHANNELS
 
 
 def _kpu_kernel(n: Node) -> bool:
-    """Whether the geometry of float ``Conv`` node ``n`` is one the k210 lowering can put on
-    the KPU (1x1/3x3 stride 1 or 2, or 4x4..6x6 stride 2 through space-to-depth; normal or
-    depthwise; no dilation). Quantization decides the rest."""
+    """Whether float ``Conv`` node ``n`` has a kernel the KPU runs as such (1x1 or 3x3,
+    stride 1 or 2, no dilation): the geometry its input-channel parts need. (Larger
+    stride-2 kernels go through space-to-depth, which quadruples the input channels: no
+    part of a layer this wide would fit.)"""
     a = n.attrs
     ks = list(a.get("kernel_shape") or n.inputs[1].shape[2:])
     st = list(a.get("strides") or [1] * len(ks))
     dl = list(a.get("dilations") or [1] * len(ks))
-    if len(ks) != 2 or ks[0] != ks[1] or st[0] != st[1] or any(d != 1 for d in dl):
-        return False
-    g = int(a.get("group", 1))
-    if g != 1 and not (g == n.inputs[0].shape[1] == n.inputs[1].shape[0]):
-        return False
-    return (ks[0] in (1, 3) and st[0] in (1, 2)) or (ks[0] in (4, 5, 6) and st[0] == 2 and g == 1)
+    return (len(ks) == 2 and ks[0] == ks[1] and ks[0] in KERNEL_SIZES and st[0] == st[1] and st[0] in (1, 2)
+            and all(d == 1 for d in dl))
 
 
 # ----------------------------------------------------------------------------- input splits
