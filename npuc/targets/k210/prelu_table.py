@@ -104,45 +104,40 @@ def _place(r0, b, s_y, zy, e, mx, a_c, order):
     total = sum(hi - lo + 1 for _, _, lo, hi, _ in regions)
     pos = -(total // 2)
     offs = np.zeros(a_c.size, np.int64)
-    starts, muls, shifts, biases = [], [], [], []
+    segs: list[tuple[int, int, int, int]] = []       # (start, mul, shift, bias), in increasing start
     g_m, g_s = _quantize_slope(2.0 ** -e, 2.0 ** -e)
     for j, (a, ch, lo, hi, anchor) in enumerate(regions):
         v_off = pos - lo                         # centred v → v
         offs[ch] = v_off
         if j > 0 and a > 0:                      # flat 0 under this region's negative line
-            starts.append(pos)
-            muls.append(0), shifts.append(0), biases.append(0)
+            segs.append((pos, 0, 0, 0))
         if anchor is None:                       # slope 0: flat at the zero point
-            starts.append(pos if j > 0 else ACT_START_MIN)
-            muls.append(0), shifts.append(0), biases.append(zy)
+            segs.append((pos if j > 0 else ACT_START_MIN, 0, 0, zy))
         elif a > 0 and zy == 0 or a < 0 and zy == 255:
             if j == 0:                           # nothing below the kink but the clamp value
-                starts.append(ACT_START_MIN)
-                muls.append(0), shifts.append(0), biases.append(zy)
+                segs.append((ACT_START_MIN, 0, 0, zy))
         else:
+            clamp = 0 if a > 0 else 255
             if j == 0:                           # segment 0 from the lowest v: the clamp below the line
-                starts.append(ACT_START_MIN)
-                muls.append(0), shifts.append(0), biases.append(0 if a > 0 else 255)
+                segs.append((ACT_START_MIN, 0, 0, clamp))
             m, s = _quantize_slope(a * 2.0 ** -e, a * 2.0 ** -e)
-            starts.append(anchor + v_off)
-            muls.append(m), shifts.append(s), biases.append(0 if a > 0 else 255)
-        starts.append(v_off)                     # the kink: identity line from z_y
-        muls.append(g_m), shifts.append(g_s), biases.append(zy)
+            segs.append((anchor + v_off, m, s, clamp))
+        segs.append((v_off, g_m, g_s, zy))       # the kink: identity line from z_y
         pos += hi - lo + 1
     add2 = add + offs
     if np.any(np.abs(add2) > _ADD_LIMIT):
         return None
     v_lo, v_hi = int((lo_c + offs).min()), int((hi_c + offs).max())
-    if max(abs(v_lo), abs(v_hi)) + 2 > _V_LIMIT or len(starts) > ACT_SEGMENTS:
+    starts = [x[0] for x in segs]
+    if max(abs(v_lo), abs(v_hi)) + 2 > _V_LIMIT or len(segs) > ACT_SEGMENTS:
         return None
     if any(not ACT_START_MIN <= s_ <= ACT_START_MAX for s_ in starts) or any(
             x >= y for x, y in zip(starts, starts[1:])):
         return None
-    n = len(starts)
-    pad = ACT_SEGMENTS - n
-    act = ActTable(start=np.array(starts + [ACT_START_MAX] * pad, np.int64),
-                   mul=np.array(muls + [0] * pad, np.int64), shift=np.array(shifts + [0] * pad, np.int64),
-                   bias=np.array(biases + [biases[-1]] * pad, np.int64))
+    n = len(segs)
+    segs += [(ACT_START_MAX, 0, 0, segs[-1][3])] * (ACT_SEGMENTS - n)     # never selected
+    start, mul_, shift, bias = (np.array(col, np.int64) for col in zip(*segs))
+    act = ActTable(start=start, mul=mul_, shift=shift, bias=bias)
     report = _measure(act, regions, offs, lo_c, hi_c, s_v, s_y, zy, n)
     return BnTable(mul=mul, shift=sh, add=add2), e, s_v, v_lo, v_hi, act, report
 
